@@ -1,0 +1,103 @@
+//! The distributor (writes) and the fan-out reader (queries) over all shards.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use pharos_model::{Labels, Matcher, Series, merge_series, series_hash};
+use pharos_tsdb::{AppendResult, SeriesSamples};
+
+use crate::{Error, Ring, Shard};
+
+/// What the cluster status endpoint says about one shard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardInfo {
+    pub id: u32,
+    /// Replica ids, leader first.
+    pub replicas: Vec<String>,
+    pub grpc: Option<String>,
+}
+
+/// Every shard of the cluster and the ring that routes series to them.
+pub struct Cluster {
+    shards: Vec<Arc<dyn Shard>>,
+    ring: Ring<u32>,
+    pub info: Vec<ShardInfo>,
+}
+
+impl Cluster {
+    /// `shards[i]` is shard `i`.
+    pub fn new(shards: Vec<Arc<dyn Shard>>, info: Vec<ShardInfo>) -> Self {
+        let ring = Ring::new(0..shards.len() as u32);
+        Self { shards, ring, info }
+    }
+
+    pub fn num_shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Splits a batch by owning shard: a pure function of the ring.
+    pub fn route(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Vec<Vec<SeriesSamples>> {
+        let mut parts: Vec<Vec<SeriesSamples>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for s in batch {
+            let shard = self.ring.owner(series_hash(tenant, &s.labels)).copied().unwrap_or(0) as usize;
+            if let Some(p) = parts.get_mut(shard) {
+                p.push(s);
+            }
+        }
+        parts
+    }
+
+    /// Writes a batch to the owning shards concurrently. Succeeds only if
+    /// every shard stored its part; rejections of single samples are
+    /// reported in the result.
+    pub async fn append(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Result<AppendResult, Error> {
+        let parts = self.route(tenant, batch);
+        let calls = parts
+            .into_iter()
+            .zip(&self.shards)
+            .filter(|(p, _)| !p.is_empty())
+            .map(|(p, shard)| shard.append(tenant, p));
+        let mut total = AppendResult::default();
+        for r in join_all(calls).await {
+            total.merge(r?);
+        }
+        Ok(total)
+    }
+
+    /// Reads every shard (a series may have pieces on several after the
+    /// shard count changed) and merges identical series by timestamp.
+    pub async fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        let calls = self.shards.iter().map(|s| s.select(tenant, matchers, mint, maxt));
+        let mut all = Vec::new();
+        for r in join_all(calls).await {
+            all.extend(r?);
+        }
+        Ok(if self.shards.len() > 1 { merge_series(all) } else { all })
+    }
+
+    pub async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
+        let calls = self.shards.iter().map(|s| s.series(tenant, matchers));
+        let mut all = BTreeSet::new();
+        for r in join_all(calls).await {
+            all.extend(r?);
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    pub async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        let calls = self.shards.iter().map(|s| s.labels(tenant, name, matchers));
+        let mut all = BTreeSet::new();
+        for r in join_all(calls).await {
+            all.extend(r?);
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    pub async fn flush(&self) -> Result<(), Error> {
+        for r in join_all(self.shards.iter().map(|s| s.flush())).await {
+            r?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! The cluster layer: how samples and queries cross shards.
+//!
+//! - [`Shard`]: one shard's storage as seen from another role, either in the
+//!   same process ([`LocalShard`], the embedded `pharos up`) or over gRPC
+//!   ([`RemoteShard`], `pharos cluster up` and Kubernetes).
+//! - [`Cluster`]: the distributor and the fan-out reader in one. It routes
+//!   each series of a write to the shard that owns it on the [`Ring`] and
+//!   reads every shard for a query, merging what comes back.
+//! - [`IngesterService`]: the gRPC server an ingester runs over its TSDB.
+//!
+//! Routing and merging are pure functions; this crate owns no HTTP and no
+//! PromQL.
+
+mod convert;
+mod distributor;
+mod error;
+mod ingester;
+mod ring;
+mod shard;
+
+pub use convert::*;
+pub use distributor::{Cluster, ShardInfo};
+pub use error::Error;
+pub use ingester::{IngesterService, serve_ingester};
+pub use ring::{Ring, VNODES};
+pub use shard::{LocalShard, RemoteShard, Shard};
+
+/// Largest gRPC message accepted or sent (remote_write batches can be big).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

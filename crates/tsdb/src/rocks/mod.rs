@@ -1,0 +1,781 @@
+//! The RocksDB engine.
+//!
+//! Write path: [`RocksStorage::append`] decides per sample (pure
+//! [`crate::classify`]), then writes the new series, their postings and one
+//! write-ahead log record in ONE atomic RocksDB batch, and only then applies
+//! the samples to the in-memory head (one open Gorilla chunk per series). A
+//! chunk that reaches its target size is written to the `chunks` column
+//! family and a new one is opened. [`RocksStorage::flush`] writes every open
+//! chunk and trims the log; after a crash, [`RocksStorage::open`] reloads
+//! the series table, reopens each series' last chunk and replays the log
+//! (replayed samples already on disk are exact duplicates and drop out).
+//!
+//! Read path: for each time partition a query overlaps, matchers resolve
+//! to series ids through that partition's postings; samples come from the
+//! partition's chunks plus the open head chunk.
+//!
+//! Time partitions (2 h, see `keys.rs`) key both postings and chunks, and a
+//! chunk never spans two of them, so retention drops whole partitions with
+//! range deletes ([`RocksStorage::apply_retention`]).
+
+mod keys;
+mod wal;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use pharos_chunkenc::ChunkEncoder;
+use pharos_model::{Labels, MatchOp, Matcher, Sample, Series, series_hash};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::check::{admit, reject_all};
+use crate::{AppendResult, Error, RejectReason, Rejection, SeriesSamples, Storage, validate_labels};
+
+const CF_META: &str = "meta";
+const CF_SERIES: &str = "series";
+const CF_POSTINGS: &str = "postings";
+const CF_CHUNKS: &str = "chunks";
+const CF_WAL: &str = "wal";
+const CFS: [&str; 5] = [CF_META, CF_SERIES, CF_POSTINGS, CF_CHUNKS, CF_WAL];
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT: &[u8] = b"pharos-tsdb/1";
+
+/// Tuning of the RocksDB engine.
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// fsync every append before acknowledging it (survives power loss, not
+    /// only a killed process). Off by default, like Prometheus's WAL.
+    pub sync_writes: bool,
+    /// Samples per chunk before it is cut and written.
+    pub chunk_samples: usize,
+    /// Data older than this (relative to the wall clock) is rejected on
+    /// append and dropped by [`RocksStorage::apply_retention`]. None keeps
+    /// everything.
+    pub retention_ms: Option<i64>,
+    /// Active series a tenant may have; None for no limit.
+    pub max_series_per_tenant: Option<usize>,
+    /// Longest label name and value, in bytes.
+    pub max_label_name_len: usize,
+    pub max_label_value_len: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        Self {
+            sync_writes: false,
+            chunk_samples: pharos_chunkenc::TARGET_SAMPLES,
+            retention_ms: None,
+            max_series_per_tenant: None,
+            max_label_name_len: 1024,
+            max_label_value_len: 4096,
+        }
+    }
+}
+
+/// Counters the engine keeps about itself, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub appended_samples: AtomicU64,
+    pub duplicate_samples: AtomicU64,
+    pub rejected_out_of_order: AtomicU64,
+    pub rejected_duplicate_timestamp: AtomicU64,
+    pub rejected_invalid_labels: AtomicU64,
+    pub rejected_label_too_long: AtomicU64,
+    pub rejected_series_limit: AtomicU64,
+    pub rejected_too_old: AtomicU64,
+    pub retention_runs: AtomicU64,
+    pub chunks_written: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+struct MemSeries {
+    tenant: Arc<str>,
+    labels: Labels,
+    /// The open chunk; its samples are on disk only if `dirty` is false.
+    chunk: ChunkEncoder,
+    dirty: bool,
+    last: Option<Sample>,
+    /// Newest partition whose postings name this series.
+    indexed: Option<i64>,
+}
+
+#[derive(Default)]
+struct Head {
+    next_id: u64,
+    next_seq: u64,
+    by_hash: HashMap<u64, Vec<u64>>,
+    series: HashMap<u64, MemSeries>,
+    tenants: HashMap<String, Arc<str>>,
+    series_per_tenant: HashMap<Arc<str>, usize>,
+}
+
+impl Head {
+    fn lookup(&self, hash: u64, tenant: &str, labels: &Labels) -> Option<u64> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|id| self.series.get(id).is_some_and(|s| &*s.tenant == tenant && &s.labels == labels))
+    }
+
+    fn insert(&mut self, id: u64, tenant: &str, labels: Labels) {
+        let tenant = match self.tenants.get(tenant) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(tenant);
+                self.tenants.insert(tenant.to_string(), t.clone());
+                t
+            }
+        };
+        self.by_hash.entry(series_hash(&tenant, &labels)).or_default().push(id);
+        *self.series_per_tenant.entry(tenant.clone()).or_default() += 1;
+        self.series.insert(
+            id,
+            MemSeries { tenant, labels, chunk: ChunkEncoder::new(), dirty: false, last: None, indexed: None },
+        );
+        self.next_id = self.next_id.max(id + 1);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(s) = self.series.remove(&id) else { return };
+        let hash = series_hash(&s.tenant, &s.labels);
+        if let Some(ids) = self.by_hash.get_mut(&hash) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&hash);
+            }
+        }
+        if let Some(n) = self.series_per_tenant.get_mut(&s.tenant) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn tenant_series(&self, tenant: &str) -> usize {
+        self.series_per_tenant.get(tenant).copied().unwrap_or(0)
+    }
+}
+
+/// The RocksDB storage engine. See the module overview.
+pub struct RocksStorage {
+    db: DB,
+    head: Mutex<Head>,
+    opts: RocksOptions,
+    path: PathBuf,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for RocksStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStorage").field("path", &self.path).finish()
+    }
+}
+
+fn check_data_dir(path: &Path) -> Result<(), Error> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(path).map_err(io)?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    if !path.join("CURRENT").exists() {
+        return Err(Error::ForeignDataDir {
+            path: path.to_path_buf(),
+            why: "it is not empty and holds no RocksDB database".into(),
+        });
+    }
+    let cfs = DB::list_cf(&Options::default(), path)?;
+    if let Some(missing) = CFS.iter().find(|cf| !cfs.iter().any(|c| c == *cf)) {
+        return Err(Error::ForeignDataDir {
+            path: path.to_path_buf(),
+            why: format!("a RocksDB database without the {missing:?} column family"),
+        });
+    }
+    Ok(())
+}
+
+impl RocksStorage {
+    /// Opens (or creates) the database in `path`, then rebuilds the head.
+    pub fn open(path: &Path, opts: RocksOptions) -> Result<Self, Error> {
+        check_data_dir(path)?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        db_opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+        db_opts.set_max_background_jobs(2);
+        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, db_opts.clone()));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        let meta = cf(&db, CF_META)?;
+        match db.get_cf(meta, FORMAT_KEY)? {
+            None => {
+                if db.iterator_cf(cf(&db, CF_SERIES)?, IteratorMode::Start).next().is_some() {
+                    return Err(Error::ForeignDataDir { path: path.to_path_buf(), why: "no format marker".into() });
+                }
+                db.put_cf(meta, FORMAT_KEY, FORMAT)?;
+            }
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(Error::ForeignDataDir {
+                    path: path.to_path_buf(),
+                    why: format!(
+                        "format {:?}, expected {:?}",
+                        String::from_utf8_lossy(&f),
+                        String::from_utf8_lossy(FORMAT)
+                    ),
+                });
+            }
+        }
+        let storage =
+            Self { db, head: Mutex::new(Head::default()), opts, path: path.to_path_buf(), stats: Stats::default() };
+        storage.recover()?;
+        Ok(storage)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, Error> {
+        cf(&self.db, name)
+    }
+
+    /// Loads the series table and every series' last chunk, then replays the log.
+    fn recover(&self) -> Result<(), Error> {
+        let mut head = self.head.lock();
+        for item in self.db.iterator_cf(self.cf(CF_SERIES)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("series key".into()))?);
+            let sep = v.iter().position(|b| *b == keys::SEP).ok_or_else(|| Error::Corrupt(format!("series {id}")))?;
+            let tenant = std::str::from_utf8(&v[..sep]).map_err(|_| Error::Corrupt(format!("series {id} tenant")))?;
+            let labels = Labels::decode(&v[sep + 1..]).ok_or_else(|| Error::Corrupt(format!("series {id} labels")))?;
+            head.insert(id, tenant, labels);
+        }
+        // The newest chunk of every series: one pass over the chunk keys
+        // (values are read only for the winners).
+        let chunks = self.cf(CF_CHUNKS)?;
+        let mut newest: HashMap<u64, Box<[u8]>> = HashMap::new();
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::Start) {
+            let (k, _) = item?;
+            let id = k.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let id = id.ok_or_else(|| Error::Corrupt("chunk key".into()))?;
+            match newest.get(&id) {
+                Some(prev) if prev.as_ref() >= k.as_ref() => {}
+                _ => {
+                    newest.insert(id, k);
+                }
+            }
+        }
+        for (id, key) in newest {
+            let v = self
+                .db
+                .get_cf(chunks, &key)?
+                .ok_or_else(|| Error::Corrupt(format!("chunk of series {id} vanished")))?;
+            let (_, bytes) =
+                keys::split_chunk_value(&v).ok_or_else(|| Error::Corrupt(format!("chunk of series {id}")))?;
+            let enc =
+                ChunkEncoder::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("chunk of series {id}: {e}")))?;
+            if let Some(s) = head.series.get_mut(&id) {
+                s.last = enc.last().map(|(t, v)| Sample::new(t, v));
+                s.indexed = s.last.map(|l| keys::partition_of(l.t));
+                if enc.len() < self.opts.chunk_samples {
+                    s.chunk = enc;
+                }
+            }
+        }
+        let wal = self.cf(CF_WAL)?;
+        let mut replayed = 0u64;
+        let mut cut = WriteBatch::default();
+        for item in self.db.iterator_cf(wal, IteratorMode::Start) {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("wal key".into()))?);
+            let record = wal::decode(&v).ok_or_else(|| Error::Corrupt(format!("wal record {seq}")))?;
+            for (id, samples) in record {
+                let Some(s) = head.series.get(&id) else {
+                    return Err(Error::Corrupt(format!("wal record {seq} names unknown series {id}")));
+                };
+                let (fresh, _, _) = admit(&s.labels, s.last, &samples);
+                replayed += fresh.len() as u64;
+                self.index_partitions(&mut head, id, &fresh, &mut cut)?;
+                self.apply(&mut head, id, &fresh, &mut cut)?;
+            }
+            head.next_seq = seq + 1;
+        }
+        self.db.write(cut)?;
+        tracing::info!(path = %self.path.display(), series = head.series.len(), replayed, "tsdb opened");
+        Ok(())
+    }
+
+    /// Appends already-admitted samples to a series' head chunk, cutting
+    /// full chunks into `batch`.
+    fn apply(&self, head: &mut Head, id: u64, samples: &[Sample], batch: &mut WriteBatch) -> Result<(), Error> {
+        let chunks = self.cf(CF_CHUNKS)?;
+        let Some(s) = head.series.get_mut(&id) else { return Ok(()) };
+        for x in samples {
+            // A chunk never spans two partitions, so retention can drop whole ones.
+            if s.chunk.min_t().is_some_and(|m| keys::partition_of(m) != keys::partition_of(x.t)) {
+                if s.dirty {
+                    write_chunk(batch, chunks, id, &s.chunk);
+                    self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+                }
+                s.chunk = ChunkEncoder::new();
+                s.dirty = false;
+            }
+            s.chunk.append(x.t, x.v).map_err(|e| Error::Corrupt(format!("head chunk of series {id}: {e}")))?;
+            s.dirty = true;
+            s.last = Some(*x);
+            if s.chunk.len() >= self.opts.chunk_samples {
+                write_chunk(batch, chunks, id, &s.chunk);
+                s.chunk = ChunkEncoder::new();
+                s.dirty = false;
+                self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the postings of series `id` for every partition `samples`
+    /// reach beyond the newest one already indexed. Samples are in time
+    /// order, so partitions only grow.
+    fn index_partitions(
+        &self,
+        head: &mut Head,
+        id: u64,
+        samples: &[Sample],
+        batch: &mut WriteBatch,
+    ) -> Result<(), Error> {
+        let postings = self.cf(CF_POSTINGS)?;
+        let Some(s) = head.series.get_mut(&id) else { return Ok(()) };
+        for x in samples {
+            let p = keys::partition_of(x.t);
+            if s.indexed.is_some_and(|i| i >= p) {
+                continue;
+            }
+            batch.put_cf(postings, keys::posting_key(&s.tenant, p, "", "", id), []);
+            for l in s.labels.iter() {
+                batch.put_cf(postings, keys::posting_key(&s.tenant, p, &l.name, &l.value, id), []);
+            }
+            s.indexed = Some(p);
+        }
+        Ok(())
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.opts.sync_writes);
+        w
+    }
+
+    /// Sorted ids of the tenant's series that match every matcher, resolved
+    /// from the postings index.
+    fn resolve(&self, tenant: &str, partition: i64, matchers: &[Matcher]) -> Result<Vec<u64>, Error> {
+        let mut result: Option<Vec<u64>> = None;
+        for m in matchers.iter().filter(|m| !m.matches_empty()) {
+            let ids = if m.op == MatchOp::Equal {
+                self.postings(tenant, partition, &m.name, Some(&m.value), |_| true)?
+            } else {
+                self.postings(tenant, partition, &m.name, None, |v| m.matches(v))?
+            };
+            result = Some(match result {
+                None => ids,
+                Some(r) => intersect(&r, &ids),
+            });
+        }
+        let mut result = match result {
+            Some(r) => r,
+            None => self.postings(tenant, partition, "", Some(""), |_| true)?,
+        };
+        for m in matchers.iter().filter(|m| m.matches_empty()) {
+            let bad = self.postings(tenant, partition, &m.name, None, |v| !m.matches(v))?;
+            result = subtract(&result, &bad);
+        }
+        Ok(result)
+    }
+
+    /// Sorted series ids of the postings of `name` (with exactly `value`, or
+    /// any value passing `keep`).
+    fn postings(
+        &self,
+        tenant: &str,
+        partition: i64,
+        name: &str,
+        value: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<u64>, Error> {
+        let name_prefix = keys::postings_prefix(tenant, partition, name, None);
+        let prefix = keys::postings_prefix(tenant, partition, name, value);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(rocksdb::PrefixRange(prefix.as_slice()));
+        let mut ids = Vec::new();
+        let mut last: Option<(Vec<u8>, bool)> = None;
+        for item in self.db.iterator_cf_opt(self.cf(CF_POSTINGS)?, ro, IteratorMode::From(&prefix, Direction::Forward))
+        {
+            let (k, _) = item?;
+            let rest = &k[name_prefix.len()..];
+            let (v, id) = keys::split_posting(rest).ok_or_else(|| Error::Corrupt("posting key".into()))?;
+            let ok = match &last {
+                Some((lv, ok)) if lv.as_slice() == v => *ok,
+                _ => {
+                    let ok = std::str::from_utf8(v).is_ok_and(&keep);
+                    last = Some((v.to_vec(), ok));
+                    ok
+                }
+            };
+            if ok {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The first partition in `from..=last` with postings of `tenant`.
+    fn next_partition(&self, tenant: &str, from: i64, last: i64) -> Result<Option<i64>, Error> {
+        if from > last {
+            return Ok(None);
+        }
+        let start = keys::tenant_partition_prefix(tenant, from);
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_POSTINGS)?);
+        it.seek(&start);
+        if let Some(k) = it.key() {
+            let tenant_len = tenant.len() + 1;
+            if k.len() >= tenant_len + 8 && k[..tenant.len()] == *tenant.as_bytes() && k[tenant.len()] == keys::SEP {
+                let p =
+                    keys::unflip(&k[tenant_len..tenant_len + 8]).ok_or_else(|| Error::Corrupt("posting key".into()))?;
+                return Ok((p <= last).then_some(p));
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// Label sets of the tenant's series matching every matcher, from the
+    /// series held in memory (every series within retention).
+    fn matching_labels(&self, tenant: &str, matchers: &[Matcher]) -> Vec<Labels> {
+        let head = self.head.lock();
+        head.series
+            .values()
+            .filter(|s| &*s.tenant == tenant && matchers.iter().all(|m| m.matches_labels(&s.labels)))
+            .map(|s| s.labels.clone())
+            .collect()
+    }
+
+    /// Drops every partition wholly older than the retention period, and
+    /// the series that have no samples left. Returns the series removed.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, Error> {
+        let Some(retention) = self.opts.retention_ms else { return Ok(0) };
+        let keep_from = keys::partition_of(now_ms.saturating_sub(retention));
+        let min_t = keep_from.saturating_mul(keys::PARTITION_MS);
+        let mut head = self.head.lock();
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(self.cf(CF_CHUNKS)?, keys::flip(i64::MIN), keys::flip(keep_from));
+        let postings = self.cf(CF_POSTINGS)?;
+        for tenant in head.tenants.keys() {
+            wb.delete_range_cf(
+                postings,
+                keys::tenant_partition_prefix(tenant, i64::MIN),
+                keys::tenant_partition_prefix(tenant, keep_from),
+            );
+        }
+        let gone: Vec<u64> =
+            head.series.iter().filter(|(_, s)| s.last.is_none_or(|l| l.t < min_t)).map(|(id, _)| *id).collect();
+        let series_cf = self.cf(CF_SERIES)?;
+        for id in &gone {
+            wb.delete_cf(series_cf, keys::series_key(*id));
+        }
+        self.db.write(wb)?;
+        for id in &gone {
+            head.remove(*id);
+        }
+        drop(head);
+        self.stats.retention_runs.fetch_add(1, Ordering::Relaxed);
+        if !gone.is_empty() {
+            tracing::info!(series = gone.len(), keep_from_ms = min_t, "retention dropped old data");
+        }
+        Ok(gone.len())
+    }
+
+    fn check_labels(&self, labels: &Labels) -> Option<RejectReason> {
+        if !validate_labels(labels) {
+            return Some(RejectReason::InvalidLabels);
+        }
+        let too_long = labels
+            .iter()
+            .any(|l| l.name.len() > self.opts.max_label_name_len || l.value.len() > self.opts.max_label_value_len);
+        too_long.then_some(RejectReason::LabelTooLong)
+    }
+
+    fn count(&self, res: &AppendResult) {
+        let st = &self.stats;
+        st.appended_samples.fetch_add(res.accepted - res.duplicates, Ordering::Relaxed);
+        st.duplicate_samples.fetch_add(res.duplicates, Ordering::Relaxed);
+        for r in &res.rejected {
+            let c = match r.reason {
+                RejectReason::OutOfOrder => &st.rejected_out_of_order,
+                RejectReason::DuplicateTimestamp => &st.rejected_duplicate_timestamp,
+                RejectReason::InvalidLabels => &st.rejected_invalid_labels,
+                RejectReason::LabelTooLong => &st.rejected_label_too_long,
+                RejectReason::SeriesLimit => &st.rejected_series_limit,
+                RejectReason::TooOld => &st.rejected_too_old,
+            };
+            c.fetch_add(r.count, Ordering::Relaxed);
+        }
+    }
+
+    /// Active series held in memory.
+    pub fn num_series(&self) -> usize {
+        self.head.lock().series.len()
+    }
+
+    /// Bytes of every file in the data directory (tables, logs, manifests).
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.path)
+            .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Error> {
+    db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
+}
+
+fn write_chunk(batch: &mut WriteBatch, chunks: &rocksdb::ColumnFamily, id: u64, chunk: &ChunkEncoder) {
+    if let (Some(min), Some(max)) = (chunk.min_t(), chunk.max_t()) {
+        batch.put_cf(chunks, keys::chunk_key(id, min), keys::chunk_value(max, chunk.bytes()));
+    }
+}
+
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn subtract(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_err()).collect()
+}
+
+struct Pending {
+    id: u64,
+    labels: Labels,
+}
+
+impl Storage for RocksStorage {
+    fn append(&self, tenant: &str, batch: &[SeriesSamples]) -> Result<AppendResult, Error> {
+        let min_valid = self.opts.retention_ms.map(|r| now_ms().saturating_sub(r));
+        let mut head = self.head.lock();
+        let mut res = AppendResult::default();
+        let mut wb = WriteBatch::default();
+        let series_cf = self.cf(CF_SERIES)?;
+        let mut entries: Vec<(u64, Vec<Sample>)> = Vec::with_capacity(batch.len());
+        let mut pending: Vec<Pending> = Vec::new();
+        // newest sample per series as this batch sees it
+        let mut lasts: HashMap<u64, Option<Sample>> = HashMap::new();
+        let mut next_id = head.next_id;
+        let tenant_series = head.tenant_series(tenant);
+        for s in batch {
+            if let Some(reason) = self.check_labels(&s.labels) {
+                res.rejected.push(reject_all(s, reason));
+                continue;
+            }
+            let hash = series_hash(tenant, &s.labels);
+            let id = match head.lookup(hash, tenant, &s.labels) {
+                Some(id) => id,
+                None => match pending.iter().find(|p| p.labels == s.labels) {
+                    Some(p) => p.id,
+                    None => {
+                        if self.opts.max_series_per_tenant.is_some_and(|max| tenant_series + pending.len() >= max) {
+                            res.rejected.push(reject_all(s, RejectReason::SeriesLimit));
+                            continue;
+                        }
+                        let id = next_id;
+                        next_id += 1;
+                        pending.push(Pending { id, labels: s.labels.clone() });
+                        id
+                    }
+                },
+            };
+            let (samples, too_old): (Vec<Sample>, Vec<Sample>) =
+                s.samples.iter().partition(|x| min_valid.is_none_or(|m| x.t >= m));
+            if let Some(first) = too_old.first() {
+                res.rejected.push(Rejection {
+                    labels: s.labels.clone(),
+                    reason: RejectReason::TooOld,
+                    count: too_old.len() as u64,
+                    first_t: first.t,
+                });
+            }
+            let last = *lasts.entry(id).or_insert_with(|| head.series.get(&id).and_then(|m| m.last));
+            let (fresh, dups, rejected) = admit(&s.labels, last, &samples);
+            res.accepted += fresh.len() as u64 + dups;
+            res.duplicates += dups;
+            res.rejected.extend(rejected);
+            if let Some(l) = fresh.last() {
+                lasts.insert(id, Some(*l));
+                entries.push((id, fresh));
+            }
+        }
+        // A new series is created only if it stores something.
+        pending.retain(|p| entries.iter().any(|(id, _)| *id == p.id));
+        for p in &pending {
+            let mut v = tenant.as_bytes().to_vec();
+            v.push(keys::SEP);
+            p.labels.encode_into(&mut v);
+            wb.put_cf(series_cf, keys::series_key(p.id), v);
+        }
+        for p in pending {
+            head.insert(p.id, tenant, p.labels);
+        }
+        for (id, samples) in &entries {
+            self.index_partitions(&mut head, *id, samples, &mut wb)?;
+        }
+        if !entries.is_empty() {
+            let seq = head.next_seq;
+            wb.put_cf(self.cf(CF_WAL)?, seq.to_be_bytes(), wal::encode(&entries));
+            if let Err(e) = self.db.write_opt(wb, &self.write_opts()) {
+                // Nothing was stored: forget the series this batch created,
+                // and make the others write their postings again.
+                for (id, _) in &entries {
+                    match head.series.get_mut(id) {
+                        Some(s) if s.last.is_none() => head.remove(*id),
+                        Some(s) => s.indexed = None,
+                        None => {}
+                    }
+                }
+                return Err(e.into());
+            }
+            head.next_seq = seq + 1;
+        }
+        let mut cut = WriteBatch::default();
+        for (id, samples) in &entries {
+            self.apply(&mut head, *id, samples, &mut cut)?;
+        }
+        if !cut.is_empty() {
+            self.db.write(cut)?;
+        }
+        drop(head);
+        self.count(&res);
+        Ok(res)
+    }
+
+    fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let chunks = self.cf(CF_CHUNKS)?;
+        let mut found: BTreeMap<u64, Vec<Sample>> = BTreeMap::new();
+        let (first, last) = (keys::partition_of(mint), keys::partition_of(maxt));
+        let mut from = first;
+        // Skip straight to the partitions that hold data of this tenant.
+        while let Some(p) = self.next_partition(tenant, from, last)? {
+            from = p.saturating_add(1);
+            let ids = self.resolve(tenant, p, matchers)?;
+            // The head chunks of these series, copied under the lock.
+            let heads: Vec<(u64, Option<i64>, Vec<u8>)> = {
+                let head = self.head.lock();
+                ids.iter()
+                    .filter_map(|id| head.series.get(id).map(|s| (*id, s.chunk.min_t(), s.chunk.bytes().to_vec())))
+                    .collect()
+            };
+            for (id, head_min, head_bytes) in heads {
+                let samples = found.entry(id).or_default();
+                let prefix = keys::chunk_prefix(p, id);
+                let mut ro = ReadOptions::default();
+                ro.set_iterate_range(rocksdb::PrefixRange(&prefix[..]));
+                for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::From(&prefix, Direction::Forward)) {
+                    let (k, v) = item?;
+                    let min = keys::chunk_key_min_t(&k).ok_or_else(|| Error::Corrupt("chunk key".into()))?;
+                    if min > maxt {
+                        break;
+                    }
+                    let (max, bytes) =
+                        keys::split_chunk_value(&v).ok_or_else(|| Error::Corrupt("chunk value".into()))?;
+                    if max < mint || Some(min) == head_min {
+                        continue; // out of range, or an older flush of the open head chunk
+                    }
+                    decode_into(bytes, mint, maxt, samples)?;
+                }
+                if head_min.is_some_and(|m| keys::partition_of(m) == p) {
+                    decode_into(&head_bytes, mint, maxt, samples)?;
+                }
+            }
+            if p == i64::MAX {
+                break;
+            }
+        }
+        let head = self.head.lock();
+        Ok(found
+            .into_iter()
+            .filter(|(_, samples)| !samples.is_empty())
+            .filter_map(|(id, samples)| head.series.get(&id).map(|s| Series::new(s.labels.clone(), samples)))
+            .collect())
+    }
+
+    fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
+        let mut labels = self.matching_labels(tenant, matchers);
+        labels.sort();
+        Ok(labels)
+    }
+
+    fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        let names: BTreeSet<String> = self
+            .matching_labels(tenant, matchers)
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
+        let values: BTreeSet<String> =
+            self.matching_labels(tenant, matchers).iter().filter_map(|l| l.get(name).map(str::to_string)).collect();
+        Ok(values.into_iter().collect())
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        let mut head = self.head.lock();
+        let chunks = self.cf(CF_CHUNKS)?;
+        let mut wb = WriteBatch::default();
+        for (id, s) in head.series.iter_mut().filter(|(_, s)| s.dirty) {
+            write_chunk(&mut wb, chunks, *id, &s.chunk);
+            s.dirty = false;
+        }
+        wb.delete_range_cf(self.cf(CF_WAL)?, 0u64.to_be_bytes(), head.next_seq.to_be_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(wb, &w)?;
+        drop(head);
+        for name in CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn decode_into(bytes: &[u8], mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<(), Error> {
+    for item in pharos_chunkenc::iter(bytes) {
+        let (t, v) = item.map_err(|e| Error::Corrupt(e.to_string()))?;
+        if t >= mint && t <= maxt {
+            out.push(Sample::new(t, v));
+        }
+    }
+    Ok(())
+}

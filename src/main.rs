@@ -1,0 +1,168 @@
+//! `pharos`: the one binary. It parses the command line and wires the
+//! crates into a role; it decides nothing itself.
+
+mod roles;
+mod supervisor;
+mod topology;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pharos", version, about = "A sharded, replicated, Prometheus-compatible monitoring cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process: one shard, replication factor 1.
+    Up(UpArgs),
+    /// A multi-process cluster on this machine.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// One replica of one shard: the TSDB behind a gRPC service.
+    Ingester(IngesterArgs),
+    /// PromQL over every shard, serving the Prometheus query API.
+    Querier(RoleArgs),
+    /// The public endpoint: remote_write in, the query API out.
+    Gateway(RoleArgs),
+    /// Scrapes the targets this scraper owns and writes to the shards.
+    Scraper(ScraperArgs),
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Where the TSDB lives.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// A prometheus.yml whose scrape_configs are scraped; without it Pharos scrapes itself.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Flags of the TSDB.
+#[derive(Args, Clone)]
+pub struct StorageArgs {
+    /// How long samples are kept (Prometheus duration, e.g. 15d, 36h).
+    #[arg(long, default_value = "15d", value_parser = parse_retention)]
+    pub retention: i64,
+    /// Active series one tenant may have (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_series_per_tenant: usize,
+}
+
+fn parse_retention(s: &str) -> Result<i64, String> {
+    match pharos_model::parse_duration_ms(s) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        Ok(_) => Err("retention must be positive".into()),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start a cluster in the foreground until SIGINT/SIGTERM.
+    Up(ClusterUpArgs),
+    /// Stop the cluster started in DIR.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct ClusterUpArgs {
+    /// Holds every process's data, logs, topology.json and cluster.json.
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u32,
+    #[arg(long, default_value_t = 1)]
+    pub scrapers: u32,
+    #[arg(long, default_value_t = 1)]
+    pub queriers: u32,
+    /// The gateway's HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// A prometheus.yml for the scrapers; without it they scrape the cluster itself.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Args)]
+pub struct RoleArgs {
+    /// This process's id in the topology.
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub topology: PathBuf,
+    /// Exit when this process (the supervisor) is gone.
+    #[arg(long)]
+    pub parent_pid: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct IngesterArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Args)]
+pub struct ScraperArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Up(a) => roles::up(a).await,
+            Command::Cluster(ClusterCommand::Up(a)) => supervisor::up(a).await,
+            Command::Cluster(ClusterCommand::Down { dir }) => supervisor::down(&dir).await,
+            Command::Ingester(a) => roles::ingester(a).await,
+            Command::Querier(a) => roles::querier(a).await,
+            Command::Gateway(a) => roles::gateway(a).await,
+            Command::Scraper(a) => roles::scraper(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

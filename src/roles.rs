@@ -1,0 +1,273 @@
+//! Each role's wiring: open what it owns, build its routers, serve until
+//! told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use pharos_api::{Metrics, QueryState};
+use pharos_cluster::{Cluster, LocalShard, ShardInfo};
+use pharos_scrape::{Config, Scraper};
+use pharos_tsdb::{RocksOptions, RocksStorage};
+use tokio::net::TcpListener;
+
+use crate::topology::Topology;
+use crate::{IngesterArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
+
+/// How often heads are written to disk so the write-ahead log stays short.
+const FLUSH_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Resolves on SIGINT, SIGTERM, or when `parent` (the supervisor) is gone.
+pub async fn shutdown_signal(parent: Option<u32>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let orphaned = async {
+        match parent {
+            Some(p) => loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if std::os::unix::process::parent_id() != p {
+                    tracing::warn!("supervisor is gone; exiting");
+                    break;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = orphaned => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs) -> anyhow::Result<Arc<RocksStorage>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let opts = RocksOptions {
+        retention_ms: Some(storage.retention),
+        max_series_per_tenant: (storage.max_series_per_tenant > 0).then_some(storage.max_series_per_tenant),
+        ..RocksOptions::default()
+    };
+    let s = RocksStorage::open(dir, opts).with_context(|| format!("cannot open the TSDB in {}", dir.display()))?;
+    Ok(Arc::new(s))
+}
+
+/// Exposes the TSDB's own counters.
+fn register_tsdb_metrics(metrics: &Metrics, tsdb: Arc<RocksStorage>) {
+    metrics.register(move |e| {
+        let st = &tsdb.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        e.counter("pharos_tsdb_appended_samples_total", "Samples appended to the TSDB.", get(&st.appended_samples));
+        e.counter(
+            "pharos_tsdb_duplicate_samples_total",
+            "Exact duplicate samples dropped.",
+            get(&st.duplicate_samples),
+        );
+        e.family(
+            "pharos_tsdb_rejected_samples_total",
+            "counter",
+            "Samples rejected by the TSDB, by reason.",
+            &[
+                (&[("reason", "out_of_order")], get(&st.rejected_out_of_order)),
+                (&[("reason", "duplicate_timestamp")], get(&st.rejected_duplicate_timestamp)),
+                (&[("reason", "invalid_labels")], get(&st.rejected_invalid_labels)),
+                (&[("reason", "label_too_long")], get(&st.rejected_label_too_long)),
+                (&[("reason", "series_limit")], get(&st.rejected_series_limit)),
+                (&[("reason", "too_old")], get(&st.rejected_too_old)),
+            ],
+        );
+        e.counter("pharos_tsdb_retention_runs_total", "Runs of the retention sweep.", get(&st.retention_runs));
+        e.counter("pharos_tsdb_chunks_written_total", "Full chunks written to RocksDB.", get(&st.chunks_written));
+        e.counter("pharos_tsdb_flushes_total", "Flushes of the head to disk.", get(&st.flushes));
+        e.gauge("pharos_tsdb_active_series", "Series held in the head.", tsdb.num_series() as f64);
+        e.gauge("pharos_tsdb_disk_bytes", "Bytes of RocksDB SST files.", tsdb.disk_bytes() as f64);
+    });
+}
+
+fn register_scrape_metrics(metrics: &Metrics, scraper: &Scraper) {
+    let st = scraper.stats();
+    metrics.register(move |e| {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        e.counter("pharos_scrape_scrapes_total", "Scrapes attempted.", get(&st.scrapes));
+        e.counter("pharos_scrape_failures_total", "Scrapes that failed.", get(&st.failures));
+        e.counter("pharos_scrape_samples_total", "Samples scraped.", get(&st.samples));
+        e.gauge("pharos_scrape_targets", "Targets this scraper owns.", get(&st.targets));
+    });
+}
+
+/// Every [`FLUSH_EVERY`]: drops data past retention, then flushes the
+/// TSDB so the log stays short.
+fn spawn_maintenance(tsdb: Arc<RocksStorage>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tick.tick().await;
+            let t = tsdb.clone();
+            let work = move || {
+                t.apply_retention(pharos_api::now_ms())?;
+                pharos_tsdb::Storage::flush(&*t)
+            };
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "periodic flush failed"),
+                Err(e) => tracing::error!(error = %e, "periodic flush task failed"),
+            }
+        }
+    });
+}
+
+async fn flush_on_exit(tsdb: Arc<RocksStorage>) {
+    match tokio::task::spawn_blocking(move || pharos_tsdb::Storage::flush(&*tsdb)).await {
+        Ok(Ok(())) => tracing::info!("head flushed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "flush on exit failed"),
+        Err(e) => tracing::error!(error = %e, "flush task failed"),
+    }
+}
+
+fn query_state(cluster: Arc<Cluster>, metrics: Arc<Metrics>) -> QueryState {
+    QueryState { cluster, engine: Arc::new(pharos_promql::Engine::default()), metrics }
+}
+
+/// `pharos up`: every role in this process.
+pub async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::self_scrape(vec![a.listen.to_string()]),
+    };
+    let listener = bind(&a.listen.to_string()).await?;
+    let tsdb = open_tsdb(&a.data_dir, &a.storage)?;
+    let metrics = Metrics::new();
+    register_tsdb_metrics(&metrics, tsdb.clone());
+    let info = vec![ShardInfo { id: 0, replicas: vec!["ingester-0".into()], grpc: None }];
+    let cluster = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(tsdb.clone()))], info));
+    let listen = a.listen;
+    let status = move || {
+        serde_json::json!({
+            "shards": [{"id": 0, "leader": "ingester-0", "replicas": [{"id": "ingester-0", "http": format!("http://{listen}")}]}],
+            "scrapers": [{"id": "scraper-0", "http": format!("http://{listen}")}],
+            "queriers": [{"id": "querier-0", "http": format!("http://{listen}")}],
+            "gateway": {"id": "gateway", "http": format!("http://{listen}")},
+        })
+    };
+    let router = pharos_api::write_routes(cluster.clone(), metrics.clone())
+        .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
+        .merge(pharos_api::status_routes(Arc::new(status)))
+        .merge(pharos_api::common_routes(metrics.clone()));
+    let scraper = Scraper::start(&config, &[], "scraper-0", cluster.clone());
+    register_scrape_metrics(&metrics, &scraper);
+    spawn_maintenance(tsdb.clone());
+    tracing::info!(listen = %a.listen, data_dir = %a.data_dir.display(), "pharos up: every role in one process");
+    pharos_api::serve(listener, router, shutdown_signal(None)).await.context("HTTP server")?;
+    scraper.stop();
+    flush_on_exit(tsdb).await;
+    Ok(())
+}
+
+fn find<'a>(eps: &'a [crate::topology::Endpoint], id: &str) -> Option<&'a crate::topology::Endpoint> {
+    eps.iter().find(|e| e.id == id)
+}
+
+pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&a.role.topology)?;
+    let me = topo
+        .shards
+        .iter()
+        .flat_map(|s| s.replicas.iter())
+        .find(|r| r.id == a.role.id)
+        .with_context(|| format!("ingester {:?} is not in the topology", a.role.id))?
+        .clone();
+    let grpc_addr = me.grpc.clone().context("ingester without a grpc address")?;
+    let grpc = bind(&grpc_addr).await?;
+    let http = bind(&me.http).await?;
+    let tsdb = open_tsdb(&a.data_dir, &a.storage)?;
+    let metrics = Metrics::new();
+    register_tsdb_metrics(&metrics, tsdb.clone());
+    spawn_maintenance(tsdb.clone());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut rx2 = rx.clone();
+    let grpc_task = tokio::spawn(pharos_cluster::serve_ingester(grpc, LocalShard::new(tsdb.clone()), async move {
+        let _ = rx2.changed().await;
+    }));
+    let router = pharos_api::common_routes(metrics);
+    let parent = a.role.parent_pid;
+    pharos_api::serve(http, router, async move {
+        shutdown_signal(parent).await;
+        let _ = tx.send(true);
+    })
+    .await?;
+    drop(rx);
+    match grpc_task.await {
+        Ok(r) => r?,
+        Err(e) => anyhow::bail!("gRPC task: {e}"),
+    }
+    flush_on_exit(tsdb).await;
+    Ok(())
+}
+
+pub async fn querier(a: RoleArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&a.topology)?;
+    let me = find(&topo.queriers, &a.id).with_context(|| format!("querier {:?} is not in the topology", a.id))?;
+    let http = bind(&me.http).await?;
+    let metrics = Metrics::new();
+    let cluster = Arc::new(topo.cluster()?);
+    let t2 = topo.clone();
+    let router = pharos_api::query_routes(query_state(cluster, metrics.clone()))
+        .merge(pharos_api::status_routes(Arc::new(move || t2.status())))
+        .merge(pharos_api::common_routes(metrics));
+    pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
+    Ok(())
+}
+
+pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&a.topology)?;
+    anyhow::ensure!(topo.gateway.id == a.id, "gateway {:?} is not in the topology", a.id);
+    let http = bind(&topo.gateway.http).await?;
+    let metrics = Metrics::new();
+    let cluster = Arc::new(topo.cluster()?);
+    let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
+    let t2 = topo.clone();
+    let router = pharos_api::write_routes(cluster, metrics.clone())
+        .merge(pharos_api::proxy_routes(queriers))
+        .merge(pharos_api::status_routes(Arc::new(move || t2.status())))
+        .merge(pharos_api::common_routes(metrics));
+    pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
+    Ok(())
+}
+
+pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&a.role.topology)?;
+    let me =
+        find(&topo.scrapers, &a.role.id).with_context(|| format!("scraper {:?} is not in the topology", a.role.id))?;
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::self_scrape(topo.all_http()),
+    };
+    let http = bind(&me.http).await?;
+    let metrics = Metrics::new();
+    let cluster = Arc::new(topo.cluster()?);
+    let members: Vec<String> = topo.scrapers.iter().map(|s| s.id.clone()).collect();
+    let scraper = Scraper::start(&config, &members, &a.role.id, cluster);
+    register_scrape_metrics(&metrics, &scraper);
+    let router = pharos_api::common_routes(metrics);
+    pharos_api::serve(http, router, shutdown_signal(a.role.parent_pid)).await?;
+    scraper.stop();
+    Ok(())
+}
+
+/// Used by the supervisor: the address a fresh listener on port 0 got.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?)
+}

@@ -1,0 +1,287 @@
+//! `pharos cluster up|down`: a real multi-process cluster on one machine.
+//!
+//! `up` lays out the topology (free loopback ports, ids `ingester-N`,
+//! `scraper-N`, `querier-N`, `gateway`), writes `DIR/topology.json`, starts
+//! every role as its own `pharos` process with its log in `DIR/logs/`,
+//! waits until each answers `/-/ready`, then writes `DIR/cluster.json`. It
+//! restarts a process that dies and stops them all on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::ClusterUpArgs;
+use crate::roles::{bind, free_addr, shutdown_signal};
+use crate::topology::{Endpoint, ShardTopology, Topology};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    pub role: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    pub http: String,
+}
+
+/// `DIR/cluster.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub gateway: String,
+    pub supervisor_pid: u32,
+    pub processes: Vec<ProcessEntry>,
+}
+
+struct Proc {
+    role: &'static str,
+    id: String,
+    shard: Option<u32>,
+    grpc: Option<String>,
+    http: String,
+    args: Vec<String>,
+    child: Child,
+}
+
+/// Lays out the topology of a new cluster (a pure function of the sizes and
+/// the ports handed out by `port`).
+pub fn plan(a: &ClusterUpArgs, mut port: impl FnMut() -> anyhow::Result<String>) -> anyhow::Result<Topology> {
+    let mut shards = Vec::new();
+    let mut n = 0;
+    for s in 0..a.shards {
+        let mut replicas = Vec::new();
+        for _ in 0..a.replication_factor {
+            replicas.push(Endpoint { id: format!("ingester-{n}"), grpc: Some(port()?), http: port()? });
+            n += 1;
+        }
+        shards.push(ShardTopology { id: s, replicas });
+    }
+    let scrapers = (0..a.scrapers)
+        .map(|i| Ok(Endpoint { id: format!("scraper-{i}"), grpc: None, http: port()? }))
+        .collect::<anyhow::Result<_>>()?;
+    let queriers = (0..a.queriers)
+        .map(|i| Ok(Endpoint { id: format!("querier-{i}"), grpc: None, http: port()? }))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Topology {
+        shards,
+        scrapers,
+        queriers,
+        gateway: Endpoint { id: "gateway".into(), grpc: None, http: a.listen.to_string() },
+    })
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open log {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start {} {}", exe.display(), args.join(" ")))
+}
+
+async fn wait_ready(http: &str, deadline: Instant) -> bool {
+    let client = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("http://{http}/-/ready")).send().await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.shards >= 1, "--shards must be at least 1");
+    anyhow::ensure!(a.scrapers >= 1 && a.queriers >= 1, "--scrapers and --queriers must be at least 1");
+    anyhow::ensure!(
+        a.replication_factor == 1,
+        "--replication-factor {} is not supported by this version: shards are not replicated yet, use 1",
+        a.replication_factor
+    );
+    if let Some(c) = &a.config {
+        pharos_scrape::Config::load(c)?; // fail here, not in every scraper
+    }
+    // Check the public port first, so an occupied one fails before anything starts.
+    drop(bind(&a.listen.to_string()).await?);
+    let dir = &a.dir;
+    std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Ok(text) = std::fs::read_to_string(dir.join("cluster.json")) {
+        if let Ok(f) = serde_json::from_str::<ClusterFile>(&text) {
+            anyhow::ensure!(
+                kill(Pid::from_raw(f.supervisor_pid as i32), None).is_err(),
+                "a cluster is already running from {} (supervisor pid {}); stop it with `pharos cluster down --dir {}`",
+                dir.display(),
+                f.supervisor_pid,
+                dir.display()
+            );
+        }
+    }
+    let topo = plan(&a, || Ok(free_addr()?.to_string()))?;
+    let topo_path = dir.join("topology.json");
+    std::fs::write(&topo_path, serde_json::to_vec_pretty(&topo)?)?;
+    let exe = std::env::current_exe().context("cannot find the pharos executable")?;
+    let me = std::process::id().to_string();
+    let common = |role: &str, id: &str| -> Vec<String> {
+        vec![
+            role.into(),
+            "--id".into(),
+            id.into(),
+            "--topology".into(),
+            topo_path.display().to_string(),
+            "--parent-pid".into(),
+            me.clone(),
+        ]
+    };
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut plan_procs: Vec<(&'static str, Endpoint, Option<u32>, Vec<String>)> = Vec::new();
+    for s in &topo.shards {
+        for r in &s.replicas {
+            let mut args = common("ingester", &r.id);
+            args.extend(["--data-dir".into(), dir.join("data").join(&r.id).display().to_string()]);
+            args.extend(["--retention".into(), format!("{}ms", a.storage.retention)]);
+            args.extend(["--max-series-per-tenant".into(), a.storage.max_series_per_tenant.to_string()]);
+            plan_procs.push(("ingester", r.clone(), Some(s.id), args));
+        }
+    }
+    for s in &topo.scrapers {
+        let mut args = common("scraper", &s.id);
+        if let Some(c) = &a.config {
+            let abs = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+            args.extend(["--config".into(), abs.display().to_string()]);
+        }
+        plan_procs.push(("scraper", s.clone(), None, args));
+    }
+    for q in &topo.queriers {
+        plan_procs.push(("querier", q.clone(), None, common("querier", &q.id)));
+    }
+    plan_procs.push(("gateway", topo.gateway.clone(), None, common("gateway", &topo.gateway.id)));
+    let result = run(&a, &exe, &topo, plan_procs, &mut procs).await;
+    stop_all(&mut procs).await;
+    let _ = std::fs::remove_file(dir.join("cluster.json"));
+    result
+}
+
+async fn run(
+    a: &ClusterUpArgs,
+    exe: &Path,
+    topo: &Topology,
+    plan_procs: Vec<(&'static str, Endpoint, Option<u32>, Vec<String>)>,
+    procs: &mut Vec<Proc>,
+) -> anyhow::Result<()> {
+    let logs = a.dir.join("logs");
+    for (role, ep, shard, args) in plan_procs {
+        let child = spawn(exe, &args, &logs.join(format!("{}.log", ep.id)))?;
+        procs.push(Proc { role, id: ep.id, shard, grpc: ep.grpc, http: ep.http, args, child });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in procs.iter_mut() {
+        if !wait_ready(&p.http, deadline).await {
+            let status = p.child.try_wait().ok().flatten();
+            anyhow::bail!(
+                "{} did not become ready ({}); see {}",
+                p.id,
+                status.map_or("still starting".to_string(), |s| s.to_string()),
+                logs.join(format!("{}.log", p.id)).display()
+            );
+        }
+    }
+    write_cluster_file(&a.dir, topo, procs)?;
+    tracing::info!(gateway = %format!("http://{}", topo.gateway.http), dir = %a.dir.display(), "cluster ready");
+    let stop = shutdown_signal(None);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let mut changed = false;
+        for p in procs.iter_mut() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                tracing::warn!(id = %p.id, %status, "process exited; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                p.child = spawn(exe, &p.args, &logs.join(format!("{}.log", p.id)))?;
+                changed = true;
+            }
+        }
+        if changed {
+            write_cluster_file(&a.dir, topo, procs)?;
+        }
+    }
+}
+
+fn write_cluster_file(dir: &Path, topo: &Topology, procs: &[Proc]) -> anyhow::Result<()> {
+    let file = ClusterFile {
+        gateway: format!("http://{}", topo.gateway.http),
+        supervisor_pid: std::process::id(),
+        processes: procs
+            .iter()
+            .map(|p| ProcessEntry {
+                role: p.role.into(),
+                id: p.id.clone(),
+                shard: p.shard,
+                pid: p.child.id().unwrap_or(0),
+                grpc: p.grpc.clone(),
+                http: format!("http://{}", p.http),
+            })
+            .collect(),
+    };
+    let tmp = dir.join("cluster.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)?;
+    std::fs::rename(&tmp, dir.join("cluster.json"))?;
+    Ok(())
+}
+
+/// SIGTERM to everyone, then SIGKILL to whoever is left after 10 s.
+async fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter() {
+        if let Some(pid) = p.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in procs.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, p.child.wait()).await.is_err() {
+            tracing::warn!(id = %p.id, "did not stop in time; killing it");
+            let _ = p.child.kill().await;
+        }
+    }
+}
+
+/// `pharos cluster down`: signals the supervisor and waits for it to finish;
+/// if it is gone, stops the processes it left.
+pub async fn down(dir: &Path) -> anyhow::Result<()> {
+    let path: PathBuf = dir.join("cluster.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no running cluster in {} ({} is missing)", dir.display(), path.display()))?;
+    let f: ClusterFile = serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    let sup = Pid::from_raw(f.supervisor_pid as i32);
+    if kill(sup, Signal::SIGTERM).is_ok() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while kill(sup, None).is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for p in &f.processes {
+        let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(&path);
+    println!("cluster in {} stopped", dir.display());
+    Ok(())
+}

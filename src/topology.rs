@@ -1,0 +1,97 @@
+//! The cluster's topology: which processes exist and where they listen.
+//! `pharos cluster up` writes it to `DIR/topology.json`; every role reads
+//! it with `--topology`. On Kubernetes it is a ConfigMap.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    pub id: String,
+    /// host:port of the gRPC server (ingesters only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    /// host:port of the HTTP server.
+    pub http: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardTopology {
+    pub id: u32,
+    /// Replicas, the leader first.
+    pub replicas: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Topology {
+    pub shards: Vec<ShardTopology>,
+    pub scrapers: Vec<Endpoint>,
+    pub queriers: Vec<Endpoint>,
+    pub gateway: Endpoint,
+}
+
+impl Topology {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read topology file {}", path.display()))?;
+        let t: Topology =
+            serde_json::from_str(&text).with_context(|| format!("topology file {} is not valid", path.display()))?;
+        t.validate().with_context(|| format!("topology file {}", path.display()))?;
+        Ok(t)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.shards.is_empty(), "shards: at least one shard is needed");
+        for (i, s) in self.shards.iter().enumerate() {
+            anyhow::ensure!(s.id == i as u32, "shards[{i}].id: expected {i}, got {}", s.id);
+            anyhow::ensure!(!s.replicas.is_empty(), "shards[{i}].replicas: at least one replica is needed");
+            for (j, r) in s.replicas.iter().enumerate() {
+                anyhow::ensure!(r.grpc.is_some(), "shards[{i}].replicas[{j}].grpc: missing");
+            }
+        }
+        Ok(())
+    }
+
+    /// `/api/v1/status/cluster` data.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "shards": self.shards.iter().map(|s| serde_json::json!({
+                "id": s.id,
+                "leader": s.replicas.first().map(|r| r.id.clone()),
+                "replicas": s.replicas.iter().map(|r| serde_json::json!({
+                    "id": r.id, "grpc": r.grpc, "http": format!("http://{}", r.http),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "scrapers": self.scrapers.iter().map(|s| serde_json::json!({"id": s.id, "http": format!("http://{}", s.http)})).collect::<Vec<_>>(),
+            "queriers": self.queriers.iter().map(|s| serde_json::json!({"id": s.id, "http": format!("http://{}", s.http)})).collect::<Vec<_>>(),
+            "gateway": {"id": self.gateway.id, "http": format!("http://{}", self.gateway.http)},
+        })
+    }
+
+    /// A remote client for every shard (its first replica).
+    pub fn cluster(&self) -> anyhow::Result<pharos_cluster::Cluster> {
+        let mut shards: Vec<std::sync::Arc<dyn pharos_cluster::Shard>> = Vec::new();
+        let mut info = Vec::new();
+        for s in &self.shards {
+            let addr = s.replicas.first().and_then(|r| r.grpc.clone()).context("shard without replica")?;
+            shards.push(std::sync::Arc::new(pharos_cluster::RemoteShard::new(s.id, &addr)?));
+            info.push(pharos_cluster::ShardInfo {
+                id: s.id,
+                replicas: s.replicas.iter().map(|r| r.id.clone()).collect(),
+                grpc: Some(addr),
+            });
+        }
+        Ok(pharos_cluster::Cluster::new(shards, info))
+    }
+
+    /// Every process's HTTP address, for the default self-scrape.
+    pub fn all_http(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shards.iter().flat_map(|s| s.replicas.iter().map(|r| r.http.clone())).collect();
+        v.extend(self.scrapers.iter().map(|s| s.http.clone()));
+        v.extend(self.queriers.iter().map(|s| s.http.clone()));
+        v.push(self.gateway.http.clone());
+        v
+    }
+}

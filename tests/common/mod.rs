@@ -1,0 +1,134 @@
+//! Helpers shared by the integration tests: start the real `pharos` binary,
+//! talk to it over HTTP, and stop it whatever happens.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pharos_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+
+pub fn pharos() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pharos"))
+}
+
+/// A free loopback address.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(mut cmd: Command, log: &Path) -> Proc {
+        let f = std::fs::File::create(log).unwrap();
+        let child = cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null()).spawn().unwrap();
+        Proc { child, log: log.to_path_buf() }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "process did not stop on SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Polls `url` until it answers 2xx or `secs` pass.
+pub fn wait_ready(url: &str, secs: u64, proc: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Ok(r) = client().get(url).send() {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        if let Some(s) = proc.child.try_wait().unwrap() {
+            panic!("process exited with {s} before becoming ready:\n{}", proc.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} not ready after {secs}s:\n{}", proc.log());
+}
+
+pub fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = client().get(url).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(serde_json::Value::Null))
+}
+
+/// An instant query; returns the HTTP status and the JSON body.
+pub fn query(base: &str, q: &str, time: Option<f64>) -> (u16, serde_json::Value) {
+    let mut params = vec![("query", q.to_string())];
+    if let Some(t) = time {
+        params.push(("time", t.to_string()));
+    }
+    let r = client().get(format!("{base}/api/v1/query")).query(&params).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap())
+}
+
+pub fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    let mut ls = vec![Label { name: "__name__".into(), value: name.into() }];
+    ls.extend(labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }));
+    ls.sort_by(|a, b| a.name.cmp(&b.name));
+    TimeSeries { labels: ls, samples: samples.iter().map(|&(t, v)| Sample { value: v, timestamp: t }).collect() }
+}
+
+pub fn encode_write(ts: Vec<TimeSeries>) -> Vec<u8> {
+    let req = WriteRequest { timeseries: ts, metadata: vec![] };
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+}
+
+/// POSTs a remote_write body; returns status and response text.
+pub fn remote_write(base: &str, body: Vec<u8>, tenant: Option<&str>) -> (u16, String) {
+    let mut rb = client()
+        .post(format!("{base}/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    if let Some(t) = tenant {
+        rb = rb.header("X-Scope-OrgID", t);
+    }
+    let r = rb.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// The result array of a successful query answer.
+pub fn result(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"]["result"].as_array().unwrap()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

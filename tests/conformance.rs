@@ -1,0 +1,112 @@
+//! Pharos against a real Prometheus 2.42 on the shared conformance data set:
+//! the same data over remote_write, the same selector queries, the same
+//! answers. Needs `../shared/conformance` beside the repository and installs
+//! Debian's `prometheus` package when it is missing.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn conformance_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
+    d.join("promql_diff.py").exists().then(|| d.canonicalize().unwrap())
+}
+
+fn ensure_prometheus() {
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        return;
+    }
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "(apt-get install -y prometheus || (apt-get update && apt-get install -y prometheus)) >/dev/null 2>&1",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "could not install Debian's prometheus package (needed as the reference)");
+}
+
+struct Reference(u32);
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
+fn diff(conf: &Path, end: i64, args: &[&str]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(conf.join("promql_diff.py"))
+        .args(["--end", &end.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn check_against_reference(conf: &Path, reference: &str, sut: &str, end: i64) {
+    let (ok, text) = diff(conf, end, &["remote-write", &format!("{sut}/api/v1/write")]);
+    assert!(ok, "remote-write of the data set failed:\n{text}");
+    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/selectors.promql");
+    let (ok, text) =
+        diff(conf, end, &["compare", "--ref", reference, "--sut", sut, "--queries", queries.to_str().unwrap()]);
+    assert!(ok, "answers differ from Prometheus:\n{text}");
+}
+
+#[test]
+fn selectors_match_prometheus_in_both_modes() {
+    let Some(conf) = conformance_dir() else {
+        eprintln!("SKIPPED: ../shared/conformance not found beside the repository");
+        return;
+    };
+    ensure_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let end = (now_ms() / 1000 / 3600 - 1) * 3600;
+    let ref_addr = free_addr();
+    let ref_port = ref_addr.rsplit(':').next().unwrap();
+    let out = Command::new("bash")
+        .arg(conf.join("reference.sh"))
+        .arg(dir.path().join("ref"))
+        .arg(ref_port)
+        .arg(end.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reference.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let _reference = Reference(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap());
+    let reference = format!("http://{ref_addr}");
+
+    // The embedded mode.
+    let addr = free_addr();
+    let mut cmd = pharos();
+    cmd.args(["up", "--data-dir"]).arg(dir.path().join("up")).args(["--listen", &addr]);
+    let mut up = Proc::start(cmd, &dir.path().join("up.log"));
+    wait_ready(&format!("http://{addr}/-/ready"), 60, &mut up);
+    check_against_reference(&conf, &reference, &format!("http://{addr}"), end);
+    drop(up);
+
+    // A two-shard cluster.
+    let addr = free_addr();
+    let cdir = dir.path().join("cluster");
+    let mut cmd = pharos();
+    cmd.args(["cluster", "up", "--dir"]).arg(&cdir).args(["--shards", "2", "--listen", &addr]);
+    let mut sup = Proc::start(cmd, &dir.path().join("cluster.log"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !cdir.join("cluster.json").exists() {
+        assert!(
+            Instant::now() < deadline && sup.child.try_wait().unwrap().is_none(),
+            "cluster did not start:\n{}",
+            sup.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check_against_reference(&conf, &reference, &format!("http://{addr}"), end);
+    sup.terminate();
+}
