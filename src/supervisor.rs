@@ -96,10 +96,10 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
 async fn wait_ready(http: &str, deadline: Instant) -> bool {
     let client = reqwest::Client::new();
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://{http}/-/ready")).send().await {
-            if r.status().is_success() {
-                return true;
-            }
+        if let Ok(r) = client.get(format!("http://{http}/-/ready")).send().await
+            && r.status().is_success()
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -121,16 +121,16 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
     drop(bind(&a.listen.to_string()).await?);
     let dir = &a.dir;
     std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("cannot create {}", dir.display()))?;
-    if let Ok(text) = std::fs::read_to_string(dir.join("cluster.json")) {
-        if let Ok(f) = serde_json::from_str::<ClusterFile>(&text) {
-            anyhow::ensure!(
-                kill(Pid::from_raw(f.supervisor_pid as i32), None).is_err(),
-                "a cluster is already running from {} (supervisor pid {}); stop it with `pharos cluster down --dir {}`",
-                dir.display(),
-                f.supervisor_pid,
-                dir.display()
-            );
-        }
+    if let Ok(text) = std::fs::read_to_string(dir.join("cluster.json"))
+        && let Ok(f) = serde_json::from_str::<ClusterFile>(&text)
+    {
+        anyhow::ensure!(
+            kill(Pid::from_raw(f.supervisor_pid as i32), None).is_err(),
+            "a cluster is already running from {} (supervisor pid {}); stop it with `pharos cluster down --dir {}`",
+            dir.display(),
+            f.supervisor_pid,
+            dir.display()
+        );
     }
     let topo = plan(&a, || Ok(free_addr()?.to_string()))?;
     let topo_path = dir.join("topology.json");
@@ -264,6 +264,14 @@ async fn stop_all(procs: &mut [Proc]) {
     }
 }
 
+/// Whether `pid` runs (a zombie, exited but not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+}
+
 /// `pharos cluster down`: signals the supervisor and waits for it to finish;
 /// if it is gone, stops the processes it left.
 pub async fn down(dir: &Path) -> anyhow::Result<()> {
@@ -272,14 +280,18 @@ pub async fn down(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("no running cluster in {} ({} is missing)", dir.display(), path.display()))?;
     let f: ClusterFile = serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
     let sup = Pid::from_raw(f.supervisor_pid as i32);
-    if kill(sup, Signal::SIGTERM).is_ok() {
+    if alive(f.supervisor_pid) && kill(sup, Signal::SIGTERM).is_ok() {
+        // The supervisor stops its processes, then exits.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while kill(sup, None).is_ok() && Instant::now() < deadline {
+        while alive(f.supervisor_pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    for p in &f.processes {
-        let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+        anyhow::ensure!(!alive(f.supervisor_pid), "the supervisor (pid {}) did not stop within 30 s", f.supervisor_pid);
+    } else {
+        // The supervisor is gone (killed hard): stop what it left.
+        for p in &f.processes {
+            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+        }
     }
     let _ = std::fs::remove_file(&path);
     println!("cluster in {} stopped", dir.display());

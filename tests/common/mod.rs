@@ -66,10 +66,10 @@ pub fn client() -> reqwest::blocking::Client {
 pub fn wait_ready(url: &str, secs: u64, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
-        if let Ok(r) = client().get(url).send() {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client().get(url).send()
+            && r.status().is_success()
+        {
+            return;
         }
         if let Some(s) = proc.child.try_wait().unwrap() {
             panic!("process exited with {s} before becoming ready:\n{}", proc.log());

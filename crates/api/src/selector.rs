@@ -24,10 +24,10 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
                 Matcher::new(op, &m.name, &m.value).map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(name) = &vs.name {
-            if !out.iter().any(|m| m.name == METRIC_NAME) {
-                out.push(Matcher::equal(METRIC_NAME, name));
-            }
+        if let Some(name) = &vs.name
+            && !out.iter().any(|m| m.name == METRIC_NAME)
+        {
+            out.push(Matcher::equal(METRIC_NAME, name));
         }
         if out.iter().all(|m| m.matches_empty()) {
             return Err(format!("invalid series selector {s:?}: match[] must contain at least one non-empty matcher"));

@@ -106,7 +106,7 @@ impl RemoteShard {
 }
 
 fn reason_from_str(s: &str) -> RejectReason {
-    RejectReason::from_str(s).unwrap_or(RejectReason::OutOfOrder)
+    RejectReason::parse(s).unwrap_or(RejectReason::OutOfOrder)
 }
 
 #[async_trait]

@@ -1,25 +1,26 @@
-//! PromQL functions with Prometheus 2.42 semantics.
+//! PromQL functions with Prometheus 2.42 semantics: instant-vector and scalar
+//! functions here, range-vector functions in [`crate::range_functions`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use pharos_model::{Labels, METRIC_NAME, MatchOp, Sample};
+use pharos_model::{Labels, METRIC_NAME, MatchOp};
 
 use crate::Error;
-use crate::aggregate::quantile;
 use crate::ast::Node;
 use crate::eval::Evaluator;
-use crate::value::{Elem, Val, check_unique, drop_name, go_max, go_min, kahan_inc, valid_label_name};
+use crate::range_functions;
+use crate::value::{Elem, Val, check_unique, drop_name, go_max, go_min, valid_label_name};
 
-fn exec(msg: impl Into<String>) -> Error {
+pub(crate) fn exec(msg: impl Into<String>) -> Error {
     Error::Execution(msg.into())
 }
 
-fn arg<'a>(args: &'a [Node], i: usize, name: &str) -> Result<&'a Node, Error> {
+pub(crate) fn arg<'a>(args: &'a [Node], i: usize, name: &str) -> Result<&'a Node, Error> {
     args.get(i).ok_or_else(|| exec(format!("missing argument {} in call to {name}", i + 1)))
 }
 
-fn scalar_arg(ev: &Evaluator<'_>, args: &[Node], i: usize, name: &str, t: i64) -> Result<f64, Error> {
+pub(crate) fn scalar_arg(ev: &Evaluator<'_>, args: &[Node], i: usize, name: &str, t: i64) -> Result<f64, Error> {
     ev.eval(arg(args, i, name)?, t)?.into_scalar()
 }
 
@@ -75,39 +76,12 @@ fn simple(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-const RANGE_FUNCTIONS: &[&str] = &[
-    "rate",
-    "increase",
-    "delta",
-    "irate",
-    "idelta",
-    "changes",
-    "resets",
-    "deriv",
-    "predict_linear",
-    "holt_winters",
-    "double_exponential_smoothing",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "quantile_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "last_over_time",
-    "first_over_time",
-    "present_over_time",
-    "absent_over_time",
-    "mad_over_time",
-];
-
 pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) -> Result<Val<'d>, Error> {
     if let Some(f) = simple(name) {
         return map_values(vector_arg(ev, args, 0, name, t)?, f);
     }
-    if RANGE_FUNCTIONS.contains(&name) {
-        return range_function(ev, name, args, t);
+    if range_functions::RANGE_FUNCTIONS.contains(&name) {
+        return range_functions::call(ev, name, args, t);
     }
     match name {
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
@@ -209,7 +183,7 @@ fn timestamp<'d>(ev: &Evaluator<'d>, node: &Node, t: i64) -> Result<Val<'d>, Err
 
 /// The labels `absent`/`absent_over_time` report: the selector's equality
 /// matchers, except labels matched more than once or by other operators.
-fn absent_labels(node: &Node) -> Labels {
+pub(crate) fn absent_labels(node: &Node) -> Labels {
     let sel = match node {
         Node::Vector(s) | Node::Matrix { sel: s, .. } => s,
         _ => return Labels::default(),
@@ -433,259 +407,9 @@ fn date_fn(name: &str) -> fn(i64) -> f64 {
     }
 }
 
-// ---- range-vector functions -----------------------------------------------
-
-fn range_function<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) -> Result<Val<'d>, Error> {
-    let mat_idx = usize::from(name == "quantile_over_time");
-    let node = arg(args, mat_idx, name)?;
-    let (end, range) = match node {
-        Node::Matrix { sel, range } => (sel.ref_time(t), *range),
-        Node::Subquery { range, offset, at, .. } => (at.unwrap_or(t).saturating_sub(*offset), *range),
-        _ => return Err(exec(format!("expected range vector argument in call to {name}"))),
-    };
-    let start = end.saturating_sub(range);
-    let m = ev.eval(node, t)?.into_matrix()?;
-
-    if name == "absent_over_time" {
-        return Ok(Val::Vector(if m.is_empty() {
-            vec![Elem { labels: Cow::Owned(absent_labels(node)), v: 1.0 }]
-        } else {
-            Vec::new()
-        }));
-    }
-    let (p1, p2) = match name {
-        "quantile_over_time" => (scalar_arg(ev, args, 0, name, t)?, 0.0),
-        "predict_linear" => (scalar_arg(ev, args, 1, name, t)?, 0.0),
-        "holt_winters" | "double_exponential_smoothing" => {
-            (scalar_arg(ev, args, 1, name, t)?, scalar_arg(ev, args, 2, name, t)?)
-        }
-        _ => (0.0, 0.0),
-    };
-    let keep_name = name == "last_over_time" || name == "first_over_time";
-    let mut out = Vec::with_capacity(m.len());
-    for r in m {
-        let s: &[Sample] = &r.samples;
-        if s.is_empty() {
-            continue;
-        }
-        let v = match name {
-            "rate" => extrapolated_rate(s, start, end, range, true, true),
-            "increase" => extrapolated_rate(s, start, end, range, true, false),
-            "delta" => extrapolated_rate(s, start, end, range, false, false),
-            "irate" => instant_value(s, true),
-            "idelta" => instant_value(s, false),
-            "changes" => {
-                Some(s.windows(2).filter(|w| w[0].v != w[1].v && !(w[0].v.is_nan() && w[1].v.is_nan())).count() as f64)
-            }
-            "resets" => Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-            "deriv" => (s.len() >= 2).then(|| linear_regression(s, s[0].t).0),
-            "predict_linear" => (s.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(s, t);
-                slope * p1 + intercept
-            }),
-            "holt_winters" | "double_exponential_smoothing" => holt_winters(s, p1, p2)?,
-            "avg_over_time" => Some(avg_over_time(s)),
-            "min_over_time" => Some(s.iter().fold(s[0].v, |acc, x| if x.v < acc || acc.is_nan() { x.v } else { acc })),
-            "max_over_time" => Some(s.iter().fold(s[0].v, |acc, x| if x.v > acc || acc.is_nan() { x.v } else { acc })),
-            "sum_over_time" => Some(s.iter().map(|x| x.v).sum()),
-            "count_over_time" => Some(s.len() as f64),
-            "quantile_over_time" => {
-                let mut vals: Vec<f64> = s.iter().map(|x| x.v).collect();
-                Some(quantile(p1, &mut vals))
-            }
-            "stddev_over_time" => Some(variance_over_time(s).sqrt()),
-            "stdvar_over_time" => Some(variance_over_time(s)),
-            "last_over_time" => Some(s[s.len() - 1].v),
-            "first_over_time" => Some(s[0].v),
-            "present_over_time" => Some(1.0),
-            "mad_over_time" => {
-                let mut vals: Vec<f64> = s.iter().map(|x| x.v).collect();
-                let median = quantile(0.5, &mut vals);
-                let mut dev: Vec<f64> = vals.iter().map(|x| (x - median).abs()).collect();
-                Some(quantile(0.5, &mut dev))
-            }
-            other => return Err(exec(format!("function {other:?} is not supported"))),
-        };
-        if let Some(v) = v {
-            let labels = if keep_name { r.labels } else { drop_name(r.labels) };
-            out.push(Elem { labels, v });
-        }
-    }
-    check_unique(&out)?;
-    Ok(Val::Vector(out))
-}
-
-/// rate/increase/delta over the window `[start, end]`, extrapolated to its edges.
-fn extrapolated_rate(s: &[Sample], start: i64, end: i64, range: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
-    if s.len() < 2 {
-        return None;
-    }
-    let first = s[0];
-    let last = s[s.len() - 1];
-    let mut result = last.v - first.v;
-    if is_counter {
-        let mut prev = 0.0;
-        for x in s {
-            if x.v < prev {
-                result += prev;
-            }
-            prev = x.v;
-        }
-    }
-    let mut to_start = (first.t - start) as f64 / 1000.0;
-    let to_end = (end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg_between = sampled / (s.len() - 1) as f64;
-    if is_counter && result > 0.0 && first.v >= 0.0 {
-        let to_zero = sampled * (first.v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = avg_between * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg_between / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg_between / 2.0 };
-    result *= interval / sampled;
-    if is_rate {
-        result /= range as f64 / 1000.0;
-    }
-    Some(result)
-}
-
-/// irate/idelta: from the last two samples.
-fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
-    if s.len() < 2 {
-        return None;
-    }
-    let last = s[s.len() - 1];
-    let prev = s[s.len() - 2];
-    let mut v = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
-    let interval = last.t - prev.t;
-    if interval == 0 {
-        return None;
-    }
-    if is_rate {
-        v /= interval as f64 / 1000.0;
-    }
-    Some(v)
-}
-
-/// Least-squares fit of value over time (seconds relative to `intercept_time`).
-fn linear_regression(s: &[Sample], intercept_time: i64) -> (f64, f64) {
-    let init_y = s[0].v;
-    let const_y = s.iter().all(|x| x.v == init_y);
-    if const_y {
-        if init_y.is_infinite() {
-            return (f64::NAN, f64::NAN);
-        }
-        return (0.0, init_y);
-    }
-    let (mut n, mut sum_x, mut cx, mut sum_y, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut sum_xy, mut cxy, mut sum_x2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
-    for p in s {
-        n += 1.0;
-        let x = (p.t - intercept_time) as f64 / 1000.0;
-        (sum_x, cx) = kahan_inc(x, sum_x, cx);
-        (sum_y, cy) = kahan_inc(p.v, sum_y, cy);
-        (sum_xy, cxy) = kahan_inc(x * p.v, sum_xy, cxy);
-        (sum_x2, cx2) = kahan_inc(x * x, sum_x2, cx2);
-    }
-    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + cx, sum_y + cy, sum_xy + cxy, sum_x2 + cx2);
-    let cov_xy = sum_xy - sum_x * sum_y / n;
-    let var_x = sum_x2 - sum_x * sum_x / n;
-    let slope = cov_xy / var_x;
-    let intercept = sum_y / n - slope * sum_x / n;
-    (slope, intercept)
-}
-
-fn holt_winters(s: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, Error> {
-    if sf <= 0.0 || sf >= 1.0 {
-        return Err(exec(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}")));
-    }
-    if tf <= 0.0 || tf >= 1.0 {
-        return Err(exec(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}")));
-    }
-    if s.len() < 2 {
-        return Ok(None);
-    }
-    let (mut s0, mut s1) = (0.0, s[0].v);
-    let mut b = s[1].v - s[0].v;
-    for (i, p) in s.iter().enumerate().skip(1) {
-        let x = sf * p.v;
-        if i > 1 {
-            b = tf * (s1 - s0) + (1.0 - tf) * b;
-        }
-        let y = (1.0 - sf) * (s1 + b);
-        s0 = s1;
-        s1 = x + y;
-    }
-    Ok(Some(s1))
-}
-
-fn avg_over_time(s: &[Sample]) -> f64 {
-    let (mut mean, mut count, mut c) = (0.0f64, 0.0, 0.0);
-    for p in s {
-        count += 1.0;
-        if mean.is_infinite() {
-            if p.v.is_infinite() && (mean > 0.0) == (p.v > 0.0) {
-                continue;
-            }
-            if !p.v.is_infinite() && !p.v.is_nan() {
-                continue;
-            }
-        }
-        (mean, c) = kahan_inc(p.v / count - mean / count, mean, c);
-    }
-    if mean.is_infinite() { mean } else { mean + c }
-}
-
-fn variance_over_time(s: &[Sample]) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for p in s {
-        count += 1.0;
-        let delta = p.v - (mean + c_mean);
-        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_inc(delta * (p.v - (mean + c_mean)), aux, c_aux);
-    }
-    (aux + c_aux) / count
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn samples(v: &[(i64, f64)]) -> Vec<Sample> {
-        v.iter().map(|&(t, v)| Sample::new(t, v)).collect()
-    }
-
-    #[test]
-    fn rate_extrapolates_like_prometheus() {
-        // 0..=60s every 10s, +10 per sample, window [0, 60s]: exact 1/s.
-        let s = samples(&(0..=6).map(|i| (i * 10_000, i as f64 * 10.0)).collect::<Vec<_>>());
-        let r = extrapolated_rate(&s, 0, 60_000, 60_000, true, true).unwrap();
-        assert!((r - 1.0).abs() < 1e-9);
-        // a counter reset adds the pre-reset value.
-        let s = samples(&[(0, 10.0), (10_000, 20.0), (20_000, 5.0)]);
-        let inc = extrapolated_rate(&s, 0, 20_000, 20_000, true, false).unwrap();
-        assert!((inc - 15.0).abs() < 1e-9, "{inc}");
-        assert!(extrapolated_rate(&s[..1], 0, 1, 1, true, true).is_none());
-    }
-
-    #[test]
-    fn irate_and_idelta() {
-        let s = samples(&[(0, 1.0), (10_000, 5.0), (20_000, 2.0)]);
-        assert_eq!(instant_value(&s, true), Some(0.2));
-        assert_eq!(instant_value(&s, false), Some(-3.0));
-    }
-
-    #[test]
-    fn regression_slope() {
-        let s = samples(&[(0, 0.0), (1_000, 2.0), (2_000, 4.0)]);
-        let (slope, intercept) = linear_regression(&s, 0);
-        assert!((slope - 2.0).abs() < 1e-9);
-        assert!(intercept.abs() < 1e-9);
-    }
 
     #[test]
     fn dates() {

@@ -25,6 +25,7 @@ mod eval;
 mod functions;
 mod memory;
 mod plan;
+mod range_functions;
 mod value;
 
 use std::time::{Duration, Instant};

@@ -27,24 +27,6 @@ pub fn classify(last: Option<Sample>, s: Sample) -> Verdict {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verdicts() {
-        let l = Some(Sample::new(10, 1.0));
-        assert_eq!(classify(None, Sample::new(0, 0.0)), Verdict::Append);
-        assert_eq!(classify(l, Sample::new(11, 0.0)), Verdict::Append);
-        assert_eq!(classify(l, Sample::new(10, 1.0)), Verdict::Duplicate);
-        assert_eq!(classify(l, Sample::new(10, 2.0)), Verdict::DuplicateTimestamp);
-        assert_eq!(classify(l, Sample::new(9, 1.0)), Verdict::OutOfOrder);
-        let nan = Some(Sample::new(10, f64::NAN));
-        assert_eq!(classify(nan, Sample::new(10, f64::NAN)), Verdict::Duplicate);
-        assert_eq!(classify(nan, Sample::new(10, pharos_model::stale_nan())), Verdict::DuplicateTimestamp);
-    }
-}
-
 /// The samples of one series that pass [`classify`] in order, the number of
 /// exact duplicates, and one rejection per reason (count and first timestamp).
 pub(crate) fn admit(
@@ -84,5 +66,23 @@ pub(crate) fn reject_all(s: &crate::SeriesSamples, reason: crate::RejectReason) 
         reason,
         count: s.samples.len() as u64,
         first_t: s.samples.first().map_or(0, |x| x.t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let l = Some(Sample::new(10, 1.0));
+        assert_eq!(classify(None, Sample::new(0, 0.0)), Verdict::Append);
+        assert_eq!(classify(l, Sample::new(11, 0.0)), Verdict::Append);
+        assert_eq!(classify(l, Sample::new(10, 1.0)), Verdict::Duplicate);
+        assert_eq!(classify(l, Sample::new(10, 2.0)), Verdict::DuplicateTimestamp);
+        assert_eq!(classify(l, Sample::new(9, 1.0)), Verdict::OutOfOrder);
+        let nan = Some(Sample::new(10, f64::NAN));
+        assert_eq!(classify(nan, Sample::new(10, f64::NAN)), Verdict::Duplicate);
+        assert_eq!(classify(nan, Sample::new(10, pharos_model::stale_nan())), Verdict::DuplicateTimestamp);
     }
 }

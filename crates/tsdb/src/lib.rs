@@ -61,7 +61,7 @@ impl RejectReason {
         RejectReason::TooOld,
     ];
 
-    pub fn from_str(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 

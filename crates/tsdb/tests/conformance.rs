@@ -1,6 +1,8 @@
 //! Both engines pass the same conformance suite; the RocksDB engine also
 //! keeps everything across a reopen.
 
+#![allow(clippy::unwrap_used)]
+
 use pharos_model::{Labels, Matcher, Sample};
 use pharos_tsdb::{MemStorage, RocksOptions, RocksStorage, SeriesSamples, Storage, conformance};
 
@@ -181,13 +183,13 @@ fn property_rocks_agrees_with_memory() {
         let d = tempfile::tempdir().unwrap();
         let mem = MemStorage::new();
         let mut rocks = Some(RocksStorage::open(d.path(), RocksOptions::default()).unwrap());
-        let mut clock = vec![0i64; 20];
+        let mut clock = [0i64; 20];
         for round in 0..60 {
             let mut batch = Vec::new();
             for _ in 0..rng.below(8) + 1 {
                 let sid = rng.below(20) as usize;
                 let labels = Labels::from_pairs(&[
-                    ("__name__", if sid % 2 == 0 { "even" } else { "odd" }),
+                    ("__name__", if sid.is_multiple_of(2) { "even" } else { "odd" }),
                     ("sid", &sid.to_string()),
                     ("grp", &(sid % 3).to_string()),
                 ]);
