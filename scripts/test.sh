@@ -15,7 +15,7 @@ ver=$(grep -A1 '^name = "librocksdb-sys"$' Cargo.lock | sed -n 's/^version = "\(
 rocks="$HOME/.cache/pharos/rocksdb-$ver"
 if [ ! -f "$rocks/librocksdb.a" ]; then
   echo "test: building the bundled RocksDB $ver once (about 10-15 minutes on 2 cores)" >&2
-  env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build -p librocksdb-sys --features lz4,zstd
+  env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build -p pharos-tsdb
   lib=$(ls -t "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
   mkdir -p "$rocks"
   cp "$lib" "$rocks/librocksdb.a.tmp" && mv "$rocks/librocksdb.a.tmp" "$rocks/librocksdb.a"
