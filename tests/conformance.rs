@@ -1,6 +1,6 @@
 //! Pharos against a real Prometheus 2.42 on the shared conformance data set:
-//! the same data over remote_write, the same selector queries, the same
-//! answers. Needs `../shared/conformance` beside the repository and installs
+//! the same data over remote_write, the same queries (plain selectors and
+//! the shared `queries.promql`), the same answers. Needs `../shared/conformance` beside the repository and installs
 //! Debian's `prometheus` package when it is missing.
 
 #![allow(clippy::unwrap_used)]
@@ -55,10 +55,14 @@ fn diff(conf: &Path, end: i64, args: &[&str]) -> (bool, String) {
 fn check_against_reference(conf: &Path, reference: &str, sut: &str, end: i64) {
     let (ok, text) = diff(conf, end, &["remote-write", &format!("{sut}/api/v1/write")]);
     assert!(ok, "remote-write of the data set failed:\n{text}");
-    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/selectors.promql");
-    let (ok, text) =
-        diff(conf, end, &["compare", "--ref", reference, "--sut", sut, "--queries", queries.to_str().unwrap()]);
-    assert!(ok, "answers differ from Prometheus:\n{text}");
+    // Plain selectors first (the storage path), then the shared hand-written
+    // PromQL list (the engine over the storage path).
+    let selectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/selectors.promql");
+    for queries in [selectors, conf.join("queries.promql")] {
+        let (ok, text) =
+            diff(conf, end, &["compare", "--ref", reference, "--sut", sut, "--queries", queries.to_str().unwrap()]);
+        assert!(ok, "answers to {} differ from Prometheus:\n{text}", queries.display());
+    }
 }
 
 #[test]
