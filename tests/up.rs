@@ -205,3 +205,50 @@ fn up_scrapes_a_configured_target() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn up_keeps_every_acknowledged_sample_across_kill_9_during_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut p = start_up(dir.path(), &addr, &[]);
+    let t0 = (now_ms() / 3_600_000 - 1) * 3_600_000;
+    // A writer acknowledges batches of 50 series x 1 sample, one second of
+    // sample time apart, while the server is killed under it.
+    let writer = {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let mut acked = 0i64;
+            for i in 0..3_000i64 {
+                let batch: Vec<_> =
+                    (0..50).map(|s| series("crash", &[("s", &s.to_string())], &[(t0 + i * 1000, i as f64)])).collect();
+                let ok = client()
+                    .post(format!("{base}/api/v1/write"))
+                    .body(encode_write(batch))
+                    .send()
+                    .is_ok_and(|r| r.status().as_u16() == 204);
+                if !ok {
+                    break;
+                }
+                acked = i + 1;
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    p.child.kill().unwrap(); // SIGKILL: no flush, no clean shutdown
+    p.child.wait().unwrap();
+    let acked = writer.join().unwrap();
+    assert!(acked > 10, "the writer acknowledged only {acked} batches before the kill");
+    eprintln!("{acked} batches of 50 samples acknowledged before SIGKILL");
+    let _p = start_up(dir.path(), &addr, &[]);
+    let at = (t0 + acked * 1000) as f64 / 1000.0;
+    let (_, v) = query(&base, "count_over_time(crash[1h])", Some(at));
+    let res = result(&v);
+    assert_eq!(res.len(), 50, "{v}");
+    for s in res {
+        let n: i64 = s["value"][1].as_str().unwrap().parse().unwrap();
+        // every acknowledged sample, plus perhaps the one in flight at the kill
+        assert!(n == acked || n == acked + 1, "series {} has {n} samples, {acked} were acknowledged", s["metric"]);
+    }
+}
