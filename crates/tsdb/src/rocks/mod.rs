@@ -582,6 +582,7 @@ impl Storage for RocksStorage {
         let series_cf = self.cf(CF_SERIES)?;
         let mut entries: Vec<(u64, Vec<Sample>)> = Vec::with_capacity(batch.len());
         let mut pending: Vec<Pending> = Vec::new();
+        let mut pending_by_labels: HashMap<&Labels, u64> = HashMap::new();
         // newest sample per series as this batch sees it
         let mut lasts: HashMap<u64, Option<Sample>> = HashMap::new();
         let mut next_id = head.next_id;
@@ -594,8 +595,8 @@ impl Storage for RocksStorage {
             let hash = series_hash(tenant, &s.labels);
             let id = match head.lookup(hash, tenant, &s.labels) {
                 Some(id) => id,
-                None => match pending.iter().find(|p| p.labels == s.labels) {
-                    Some(p) => p.id,
+                None => match pending_by_labels.get(&s.labels) {
+                    Some(id) => *id,
                     None => {
                         if self.opts.max_series_per_tenant.is_some_and(|max| tenant_series + pending.len() >= max) {
                             res.rejected.push(reject_all(s, RejectReason::SeriesLimit));
@@ -604,6 +605,7 @@ impl Storage for RocksStorage {
                         let id = next_id;
                         next_id += 1;
                         pending.push(Pending { id, labels: s.labels.clone() });
+                        pending_by_labels.insert(&s.labels, id);
                         id
                     }
                 },
@@ -629,7 +631,8 @@ impl Storage for RocksStorage {
             }
         }
         // A new series is created only if it stores something.
-        pending.retain(|p| entries.iter().any(|(id, _)| *id == p.id));
+        let stored: std::collections::HashSet<u64> = entries.iter().map(|(id, _)| *id).collect();
+        pending.retain(|p| stored.contains(&p.id));
         for p in &pending {
             let mut v = tenant.as_bytes().to_vec();
             v.push(keys::SEP);
