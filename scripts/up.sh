@@ -4,5 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release
-exec target/release/pharos up "$@"
+exec cargo run --release --bin pharos -- up "$@"
