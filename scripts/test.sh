@@ -16,7 +16,8 @@ rocks="$HOME/.cache/pharos/rocksdb-$ver"
 if [ ! -f "$rocks/librocksdb.a" ]; then
   echo "test: building the bundled RocksDB $ver once (about 10-15 minutes on 2 cores)" >&2
   env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build -p pharos-tsdb
-  lib=$(ls -t "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
+  lib=$( (ls -t "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null || true) | head -n 1)
+  [ -n "$lib" ] || { echo "test: the RocksDB build left no librocksdb.a" >&2; exit 1; }
   mkdir -p "$rocks"
   cp "$lib" "$rocks/librocksdb.a.tmp" && mv "$rocks/librocksdb.a.tmp" "$rocks/librocksdb.a"
 fi
