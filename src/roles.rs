@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pharos_api::{Metrics, QueryState};
-use pharos_cluster::{Cluster, LocalShard, ShardInfo};
+use pharos_cluster::{Cluster, LocalShard};
 use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
@@ -150,17 +150,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let tsdb = open_tsdb(&a.data_dir, &a.storage)?;
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
-    let info = vec![ShardInfo { id: 0, replicas: vec!["ingester-0".into()], grpc: None }];
-    let cluster = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(tsdb.clone()))], info));
-    let listen = a.listen;
-    let status = move || {
-        serde_json::json!({
-            "shards": [{"id": 0, "leader": "ingester-0", "replicas": [{"id": "ingester-0", "http": format!("http://{listen}")}]}],
-            "scrapers": [{"id": "scraper-0", "http": format!("http://{listen}")}],
-            "queriers": [{"id": "querier-0", "http": format!("http://{listen}")}],
-            "gateway": {"id": "gateway", "http": format!("http://{listen}")},
-        })
-    };
+    let cluster = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(tsdb.clone()))]));
+    let topo = Topology::embedded(&a.listen.to_string());
+    let status = move || topo.status();
     let router = pharos_api::write_routes(cluster.clone(), metrics.clone())
         .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
         .merge(pharos_api::status_routes(Arc::new(status)))

@@ -54,6 +54,17 @@ impl Topology {
         Ok(())
     }
 
+    /// `pharos up`: every role is this one process at `listen`.
+    pub fn embedded(listen: &str) -> Self {
+        let ep = |id: &str| Endpoint { id: id.into(), grpc: None, http: listen.into() };
+        Topology {
+            shards: vec![ShardTopology { id: 0, replicas: vec![ep("ingester-0")] }],
+            scrapers: vec![ep("scraper-0")],
+            queriers: vec![ep("querier-0")],
+            gateway: ep("gateway"),
+        }
+    }
+
     /// `/api/v1/status/cluster` data.
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!({
@@ -73,17 +84,11 @@ impl Topology {
     /// A remote client for every shard (its first replica).
     pub fn cluster(&self) -> anyhow::Result<pharos_cluster::Cluster> {
         let mut shards: Vec<std::sync::Arc<dyn pharos_cluster::Shard>> = Vec::new();
-        let mut info = Vec::new();
         for s in &self.shards {
             let addr = s.replicas.first().and_then(|r| r.grpc.clone()).context("shard without replica")?;
             shards.push(std::sync::Arc::new(pharos_cluster::RemoteShard::new(s.id, &addr)?));
-            info.push(pharos_cluster::ShardInfo {
-                id: s.id,
-                replicas: s.replicas.iter().map(|r| r.id.clone()).collect(),
-                grpc: Some(addr),
-            });
         }
-        Ok(pharos_cluster::Cluster::new(shards, info))
+        Ok(pharos_cluster::Cluster::new(shards))
     }
 
     /// Every process's HTTP address, for the default self-scrape.

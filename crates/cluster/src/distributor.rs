@@ -9,27 +9,17 @@ use pharos_tsdb::{AppendResult, SeriesSamples};
 
 use crate::{Error, Ring, Shard};
 
-/// What the cluster status endpoint says about one shard.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShardInfo {
-    pub id: u32,
-    /// Replica ids, leader first.
-    pub replicas: Vec<String>,
-    pub grpc: Option<String>,
-}
-
 /// Every shard of the cluster and the ring that routes series to them.
 pub struct Cluster {
     shards: Vec<Arc<dyn Shard>>,
     ring: Ring<u32>,
-    pub info: Vec<ShardInfo>,
 }
 
 impl Cluster {
     /// `shards[i]` is shard `i`.
-    pub fn new(shards: Vec<Arc<dyn Shard>>, info: Vec<ShardInfo>) -> Self {
+    pub fn new(shards: Vec<Arc<dyn Shard>>) -> Self {
         let ring = Ring::new(0..shards.len() as u32);
-        Self { shards, ring, info }
+        Self { shards, ring }
     }
 
     pub fn num_shards(&self) -> usize {

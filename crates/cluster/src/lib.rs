@@ -19,7 +19,7 @@ mod ring;
 mod shard;
 
 pub use convert::*;
-pub use distributor::{Cluster, ShardInfo};
+pub use distributor::Cluster;
 pub use error::Error;
 pub use ingester::{IngesterService, serve_ingester};
 pub use ring::{Ring, VNODES};
