@@ -92,7 +92,11 @@ fn register_tsdb_metrics(metrics: &Metrics, tsdb: Arc<RocksStorage>) {
         e.counter("pharos_tsdb_chunks_written_total", "Full chunks written to RocksDB.", get(&st.chunks_written));
         e.counter("pharos_tsdb_flushes_total", "Flushes of the head to disk.", get(&st.flushes));
         e.gauge("pharos_tsdb_active_series", "Series held in the head.", tsdb.num_series() as f64);
-        e.gauge("pharos_tsdb_disk_bytes", "Bytes of RocksDB SST files.", tsdb.disk_bytes() as f64);
+        e.gauge("pharos_tsdb_disk_bytes", "Bytes of every file in the data directory.", tsdb.disk_bytes() as f64);
+        e.gauge("pharos_tsdb_head_chunks", "Open head chunks holding samples.", tsdb.head_chunks() as f64);
+        for (name, help, value) in tsdb.engine_figures() {
+            e.gauge(name, help, value);
+        }
     });
 }
 

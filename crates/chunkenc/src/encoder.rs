@@ -2,10 +2,12 @@
 
 use crate::bitstream::BitWriter;
 use crate::decoder::ChunkIter;
-use crate::{ChunkError, DOD_BUCKETS, DOD_WIDE_PREFIX, HEADER_LEN, TARGET_SAMPLES, XorWindow, dod_fits};
+use crate::{ChunkError, DOD_BUCKETS, DOD_WIDE_PREFIX, HEADER_LEN, XorWindow, dod_fits};
 
-/// Bytes reserved up front: a typical 120-sample chunk is ~1.4 bytes/sample.
-const INITIAL_CAPACITY: usize = HEADER_LEN + TARGET_SAMPLES * 2;
+/// Bytes reserved up front: a few samples' worth. The buffer grows as
+/// needed; reserving a full chunk's worth for every series would cost
+/// hundreds of bytes of memory per series at millions of series.
+const INITIAL_CAPACITY: usize = HEADER_LEN + 30;
 
 /// Appends samples to an in-memory XOR chunk.
 ///

@@ -13,6 +13,9 @@
 //!   `Vec`. Decoding never panics on arbitrary input; malformed bytes yield
 //!   [`ChunkError::Corrupt`].
 //!
+//! * [`encode_stored`] / [`decode_stored`] / [`reopen_stored`]: the form a
+//!   chunk takes on disk (see [`stored`](crate::stored) for why it differs).
+//!
 //! Values roundtrip bit-exactly (every NaN payload, including Prometheus'
 //! stale marker, signed zeros, infinities, subnormals). Timestamps must be
 //! strictly increasing; any such sequence of `i64`s roundtrips, since all
@@ -60,9 +63,11 @@
 mod bitstream;
 mod decoder;
 mod encoder;
+mod stored;
 
 pub use decoder::{ChunkIter, decode, iter};
 pub use encoder::ChunkEncoder;
+pub use stored::{decode_stored, encode_stored, reopen_stored};
 
 /// Number of samples a chunk should hold before the caller cuts a new one.
 /// The format allows up to `u16::MAX` samples; this is only a target.

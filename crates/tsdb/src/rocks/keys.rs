@@ -5,7 +5,7 @@
 //!   series id (u64 BE) → empty; every series also has, in every partition
 //!   it has samples in, the "all" posting with an empty name and value
 //! - `chunks`:   partition (8 bytes), series id (u64 BE), min time (8 bytes)
-//!   → max time (i64 LE), Gorilla chunk bytes
+//!   → max time (i64 LE), stored chunk (`pharos_chunkenc::encode_stored`)
 //! - `wal`:      sequence number (u64 BE) → a WAL record (see `wal.rs`)
 //! - `meta`:     ASCII keys → values
 //!

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use pharos_chunkenc::ChunkEncoder;
-use pharos_model::{Labels, MatchOp, Matcher, Sample, Series, series_hash};
+use pharos_model::{Labels, MatchOp, Matcher, Sample, Series};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::check::{admit, reject_all};
@@ -41,7 +41,7 @@ const CF_CHUNKS: &str = "chunks";
 const CF_WAL: &str = "wal";
 const CFS: [&str; 5] = [CF_META, CF_SERIES, CF_POSTINGS, CF_CHUNKS, CF_WAL];
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT: &[u8] = b"pharos-tsdb/1";
+const FORMAT: &[u8] = b"pharos-tsdb/2";
 
 /// Tuning of the RocksDB engine.
 #[derive(Debug, Clone)]
@@ -93,7 +93,9 @@ pub struct Stats {
 
 struct MemSeries {
     tenant: Arc<str>,
-    labels: Labels,
+    /// The canonical label encoding ([`Labels::encode`]): a fraction of the
+    /// memory a decoded [`Labels`] takes, which matters at millions of series.
+    labels: Box<[u8]>,
     /// The open chunk; its samples are on disk only if `dirty` is false.
     chunk: ChunkEncoder,
     dirty: bool,
@@ -102,26 +104,69 @@ struct MemSeries {
     indexed: Option<i64>,
 }
 
+impl MemSeries {
+    fn labels(&self) -> Labels {
+        // Only ever built from a valid encoding (checked when loaded).
+        Labels::decode(&self.labels).unwrap_or_default()
+    }
+}
+
+/// Series ids whose label hashes collide: almost always exactly one.
+enum Ids {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+/// Whether `bytes` is a label encoding [`Labels::decode`] accepts, checked
+/// without building the labels (restart reads millions of them).
+fn valid_label_encoding(bytes: &[u8]) -> bool {
+    let Some(body) = bytes.strip_suffix(&[keys::SEP]) else { return bytes.is_empty() };
+    let mut parts = 0;
+    for (i, part) in body.split(|b| *b == keys::SEP).enumerate() {
+        if (i % 2 == 0 && part.is_empty()) || std::str::from_utf8(part).is_err() {
+            return false;
+        }
+        parts += 1;
+    }
+    parts % 2 == 0
+}
+
+/// `tenant 0xff labels` into `buf`, and its hash ([`pharos_model::series_hash`]).
+fn series_key(tenant: &str, labels: &Labels, buf: &mut Vec<u8>) -> u64 {
+    buf.clear();
+    buf.extend_from_slice(tenant.as_bytes());
+    buf.push(keys::SEP);
+    labels.encode_into(buf);
+    xxhash_rust::xxh3::xxh3_64(buf)
+}
+
 #[derive(Default)]
 struct Head {
     next_id: u64,
     next_seq: u64,
-    by_hash: HashMap<u64, Vec<u64>>,
+    by_hash: HashMap<u64, Ids>,
     series: HashMap<u64, MemSeries>,
     tenants: HashMap<String, Arc<str>>,
     series_per_tenant: HashMap<Arc<str>, usize>,
 }
 
 impl Head {
-    fn lookup(&self, hash: u64, tenant: &str, labels: &Labels) -> Option<u64> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|id| self.series.get(id).is_some_and(|s| &*s.tenant == tenant && &s.labels == labels))
+    /// The id of the series whose `tenant 0xff labels` encoding is `key`.
+    fn lookup(&self, hash: u64, key: &[u8]) -> Option<u64> {
+        let matches = |id: &u64| {
+            self.series.get(id).is_some_and(|s| {
+                key.len() == s.tenant.len() + 1 + s.labels.len()
+                    && key.starts_with(s.tenant.as_bytes())
+                    && key.ends_with(&s.labels)
+            })
+        };
+        match self.by_hash.get(&hash)? {
+            Ids::One(id) => Some(*id).filter(matches),
+            Ids::Many(ids) => ids.iter().copied().find(matches),
+        }
     }
 
-    fn insert(&mut self, id: u64, tenant: &str, labels: Labels) {
+    fn insert(&mut self, id: u64, tenant: &str, hash: u64, labels: Box<[u8]>) {
         let tenant = match self.tenants.get(tenant) {
             Some(t) => t.clone(),
             None => {
@@ -130,7 +175,16 @@ impl Head {
                 t
             }
         };
-        self.by_hash.entry(series_hash(&tenant, &labels)).or_default().push(id);
+        match self.by_hash.get_mut(&hash) {
+            None => {
+                self.by_hash.insert(hash, Ids::One(id));
+            }
+            Some(Ids::One(other)) => {
+                let other = *other;
+                self.by_hash.insert(hash, Ids::Many(vec![other, id]));
+            }
+            Some(Ids::Many(ids)) => ids.push(id),
+        }
         *self.series_per_tenant.entry(tenant.clone()).or_default() += 1;
         self.series.insert(
             id,
@@ -141,12 +195,17 @@ impl Head {
 
     fn remove(&mut self, id: u64) {
         let Some(s) = self.series.remove(&id) else { return };
-        let hash = series_hash(&s.tenant, &s.labels);
-        if let Some(ids) = self.by_hash.get_mut(&hash) {
-            ids.retain(|x| *x != id);
-            if ids.is_empty() {
-                self.by_hash.remove(&hash);
+        let hash = series_key(&s.tenant, &s.labels(), &mut Vec::new());
+        let empty = match self.by_hash.get_mut(&hash) {
+            Some(Ids::One(x)) => *x == id,
+            Some(Ids::Many(ids)) => {
+                ids.retain(|x| *x != id);
+                ids.is_empty()
             }
+            None => false,
+        };
+        if empty {
+            self.by_hash.remove(&hash);
         }
         if let Some(n) = self.series_per_tenant.get_mut(&s.tenant) {
             *n = n.saturating_sub(1);
@@ -205,10 +264,13 @@ impl RocksStorage {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        db_opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
         db_opts.set_max_background_jobs(2);
-        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, db_opts.clone()));
+        // Memtables of all column families together, and RocksDB's own log.
+        db_opts.set_db_write_buffer_size(256 << 20);
+        db_opts.set_keep_log_file_num(2);
+        db_opts.set_max_log_file_size(1 << 20);
+        let cache = rocksdb::Cache::new_lru_cache(64 << 20);
+        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let meta = cf(&db, CF_META)?;
         match db.get_cf(meta, FORMAT_KEY)? {
@@ -248,8 +310,12 @@ impl RocksStorage {
             let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("series key".into()))?);
             let sep = v.iter().position(|b| *b == keys::SEP).ok_or_else(|| Error::Corrupt(format!("series {id}")))?;
             let tenant = std::str::from_utf8(&v[..sep]).map_err(|_| Error::Corrupt(format!("series {id} tenant")))?;
-            let labels = Labels::decode(&v[sep + 1..]).ok_or_else(|| Error::Corrupt(format!("series {id} labels")))?;
-            head.insert(id, tenant, labels);
+            let encoded = &v[sep + 1..];
+            if !valid_label_encoding(encoded) {
+                return Err(Error::Corrupt(format!("series {id} labels")));
+            }
+            // The value is `tenant 0xff labels`, exactly what the hash covers.
+            head.insert(id, tenant, xxhash_rust::xxh3::xxh3_64(&v), encoded.into());
         }
         // The newest chunk of every series: one pass over the chunk keys
         // (values are read only for the winners).
@@ -276,7 +342,7 @@ impl RocksStorage {
             let (_, bytes) =
                 keys::split_chunk_value(&v).ok_or_else(|| Error::Corrupt(format!("chunk of series {id}")))?;
             let enc =
-                ChunkEncoder::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("chunk of series {id}: {e}")))?;
+                pharos_chunkenc::reopen_stored(bytes).map_err(|e| Error::Corrupt(format!("chunk of series {id}: {e}")))?;
             if let Some(s) = head.series.get_mut(&id) {
                 s.last = enc.last().map(|(t, v)| Sample::new(t, v));
                 s.indexed = s.last.map(|l| keys::partition_of(l.t));
@@ -296,7 +362,7 @@ impl RocksStorage {
                 let Some(s) = head.series.get(&id) else {
                     return Err(Error::Corrupt(format!("wal record {seq} names unknown series {id}")));
                 };
-                let (fresh, _, _) = admit(&s.labels, s.last, &samples);
+                let (fresh, _, _) = admit(&Labels::default(), s.last, &samples);
                 replayed += fresh.len() as u64;
                 self.index_partitions(&mut head, id, &fresh, &mut cut)?;
                 self.apply(&mut head, id, &fresh, &mut cut)?;
@@ -317,7 +383,7 @@ impl RocksStorage {
             // A chunk never spans two partitions, so retention can drop whole ones.
             if s.chunk.min_t().is_some_and(|m| keys::partition_of(m) != keys::partition_of(x.t)) {
                 if s.dirty {
-                    write_chunk(batch, chunks, id, &s.chunk);
+                    write_chunk(batch, chunks, id, &s.chunk)?;
                     self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
                 }
                 s.chunk = ChunkEncoder::new();
@@ -327,7 +393,7 @@ impl RocksStorage {
             s.dirty = true;
             s.last = Some(*x);
             if s.chunk.len() >= self.opts.chunk_samples {
-                write_chunk(batch, chunks, id, &s.chunk);
+                write_chunk(batch, chunks, id, &s.chunk)?;
                 s.chunk = ChunkEncoder::new();
                 s.dirty = false;
                 self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
@@ -354,7 +420,7 @@ impl RocksStorage {
                 continue;
             }
             batch.put_cf(postings, keys::posting_key(&s.tenant, p, "", "", id), []);
-            for l in s.labels.iter() {
+            for l in s.labels().iter() {
                 batch.put_cf(postings, keys::posting_key(&s.tenant, p, &l.name, &l.value, id), []);
             }
             s.indexed = Some(p);
@@ -458,8 +524,9 @@ impl RocksStorage {
         let head = self.head.lock();
         head.series
             .values()
-            .filter(|s| &*s.tenant == tenant && matchers.iter().all(|m| m.matches_labels(&s.labels)))
-            .map(|s| s.labels.clone())
+            .filter(|s| &*s.tenant == tenant)
+            .map(MemSeries::labels)
+            .filter(|labels| matchers.iter().all(|m| m.matches_labels(labels)))
             .collect()
     }
 
@@ -530,6 +597,46 @@ impl RocksStorage {
         self.head.lock().series.len()
     }
 
+    /// Open head chunks that hold samples (a pass over the head).
+    pub fn head_chunks(&self) -> usize {
+        self.head.lock().series.values().filter(|s| !s.chunk.is_empty()).count()
+    }
+
+    /// RocksDB's own figures, as `(metric name, help, value)`: write stalls,
+    /// compaction backlog, memtables and level-0 files (summed over the
+    /// column families where RocksDB keeps them per family).
+    pub fn engine_figures(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let db_int = |p: &str| self.db.property_int_value(p).ok().flatten().unwrap_or(0) as f64;
+        let cf_sum = |p: &str| -> f64 {
+            CFS.iter()
+                .filter_map(|n| self.db.cf_handle(n))
+                .filter_map(|cf| self.db.property_int_value_cf(cf, p).ok().flatten())
+                .sum::<u64>() as f64
+        };
+        vec![
+            (
+                "pharos_rocksdb_write_stopped",
+                "1 while RocksDB stops writes (too many memtables or level-0 files).",
+                db_int("rocksdb.is-write-stopped"),
+            ),
+            (
+                "pharos_rocksdb_delayed_write_rate_bytes",
+                "Write rate RocksDB currently throttles to; 0 when writes are not delayed.",
+                db_int("rocksdb.actual-delayed-write-rate"),
+            ),
+            ("pharos_rocksdb_running_compactions", "Compactions running now.", db_int("rocksdb.num-running-compactions")),
+            ("pharos_rocksdb_running_flushes", "Memtable flushes running now.", db_int("rocksdb.num-running-flushes")),
+            (
+                "pharos_rocksdb_pending_compaction_bytes",
+                "Bytes RocksDB estimates compaction still has to rewrite.",
+                cf_sum("rocksdb.estimate-pending-compaction-bytes"),
+            ),
+            ("pharos_rocksdb_level0_files", "Table files in level 0.", cf_sum("rocksdb.num-files-at-level0")),
+            ("pharos_rocksdb_memtable_bytes", "Bytes of all memtables.", cf_sum("rocksdb.cur-size-all-mem-tables")),
+            ("pharos_rocksdb_sst_bytes", "Bytes of all table files.", cf_sum("rocksdb.total-sst-files-size")),
+        ]
+    }
+
     /// Bytes of every file in the data directory (tables, logs, manifests).
     pub fn disk_bytes(&self) -> u64 {
         std::fs::read_dir(&self.path)
@@ -538,14 +645,35 @@ impl RocksStorage {
     }
 }
 
+/// Options of one column family. Data at rest is zstd-compressed in
+/// blocks large enough for the repetition across neighbouring chunks and
+/// postings to count; the log is short-lived and left uncompressed.
+fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut o = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    if name == CF_WAL {
+        o.set_compression_type(rocksdb::DBCompressionType::None);
+    } else {
+        o.set_compression_type(rocksdb::DBCompressionType::Zstd);
+        table.set_block_size(if name == CF_CHUNKS { 32 << 10 } else { 16 << 10 });
+    }
+    o.set_block_based_table_factory(&table);
+    o
+}
+
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Error> {
     db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
 }
 
-fn write_chunk(batch: &mut WriteBatch, chunks: &rocksdb::ColumnFamily, id: u64, chunk: &ChunkEncoder) {
+/// Puts a chunk into `batch` in its on-disk form ([`pharos_chunkenc::encode_stored`]).
+fn write_chunk(batch: &mut WriteBatch, chunks: &rocksdb::ColumnFamily, id: u64, chunk: &ChunkEncoder) -> Result<(), Error> {
     if let (Some(min), Some(max)) = (chunk.min_t(), chunk.max_t()) {
-        batch.put_cf(chunks, keys::chunk_key(id, min), keys::chunk_value(max, chunk.bytes()));
+        let stored = pharos_chunkenc::encode_stored(chunk.bytes())
+            .map_err(|e| Error::Corrupt(format!("head chunk of series {id}: {e}")))?;
+        batch.put_cf(chunks, keys::chunk_key(id, min), keys::chunk_value(max, &stored));
     }
+    Ok(())
 }
 
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -570,7 +698,9 @@ fn subtract(a: &[u64], b: &[u64]) -> Vec<u64> {
 
 struct Pending {
     id: u64,
-    labels: Labels,
+    hash: u64,
+    /// `tenant 0xff labels`: the series table's value.
+    key: Vec<u8>,
 }
 
 impl Storage for RocksStorage {
@@ -587,13 +717,14 @@ impl Storage for RocksStorage {
         let mut lasts: HashMap<u64, Option<Sample>> = HashMap::new();
         let mut next_id = head.next_id;
         let tenant_series = head.tenant_series(tenant);
+        let mut key = Vec::with_capacity(256);
         for s in batch {
             if let Some(reason) = self.check_labels(&s.labels) {
                 res.rejected.push(reject_all(s, reason));
                 continue;
             }
-            let hash = series_hash(tenant, &s.labels);
-            let id = match head.lookup(hash, tenant, &s.labels) {
+            let hash = series_key(tenant, &s.labels, &mut key);
+            let id = match head.lookup(hash, &key) {
                 Some(id) => id,
                 None => match pending_by_labels.get(&s.labels) {
                     Some(id) => *id,
@@ -604,7 +735,7 @@ impl Storage for RocksStorage {
                         }
                         let id = next_id;
                         next_id += 1;
-                        pending.push(Pending { id, labels: s.labels.clone() });
+                        pending.push(Pending { id, hash, key: key.clone() });
                         pending_by_labels.insert(&s.labels, id);
                         id
                     }
@@ -633,14 +764,9 @@ impl Storage for RocksStorage {
         // A new series is created only if it stores something.
         let stored: std::collections::HashSet<u64> = entries.iter().map(|(id, _)| *id).collect();
         pending.retain(|p| stored.contains(&p.id));
-        for p in &pending {
-            let mut v = tenant.as_bytes().to_vec();
-            v.push(keys::SEP);
-            p.labels.encode_into(&mut v);
-            wb.put_cf(series_cf, keys::series_key(p.id), v);
-        }
         for p in pending {
-            head.insert(p.id, tenant, p.labels);
+            wb.put_cf(series_cf, keys::series_key(p.id), &p.key);
+            head.insert(p.id, tenant, p.hash, p.key[tenant.len() + 1..].into());
         }
         for (id, samples) in &entries {
             self.index_partitions(&mut head, *id, samples, &mut wb)?;
@@ -709,7 +835,10 @@ impl Storage for RocksStorage {
                     if max < mint || Some(min) == head_min {
                         continue; // out of range, or an older flush of the open head chunk
                     }
-                    decode_into(bytes, mint, maxt, samples)?;
+                    let decoded = pharos_chunkenc::decode_stored(bytes).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    samples.extend(
+                        decoded.into_iter().filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)),
+                    );
                 }
                 if head_min.is_some_and(|m| keys::partition_of(m) == p) {
                     decode_into(&head_bytes, mint, maxt, samples)?;
@@ -723,7 +852,7 @@ impl Storage for RocksStorage {
         Ok(found
             .into_iter()
             .filter(|(_, samples)| !samples.is_empty())
-            .filter_map(|(id, samples)| head.series.get(&id).map(|s| Series::new(s.labels.clone(), samples)))
+            .filter_map(|(id, samples)| head.series.get(&id).map(|s| Series::new(s.labels(), samples)))
             .collect())
     }
 
@@ -753,16 +882,25 @@ impl Storage for RocksStorage {
         let chunks = self.cf(CF_CHUNKS)?;
         let mut wb = WriteBatch::default();
         for (id, s) in head.series.iter_mut().filter(|(_, s)| s.dirty) {
-            write_chunk(&mut wb, chunks, *id, &s.chunk);
+            write_chunk(&mut wb, chunks, *id, &s.chunk)?;
             s.dirty = false;
         }
-        wb.delete_range_cf(self.cf(CF_WAL)?, 0u64.to_be_bytes(), head.next_seq.to_be_bytes());
+        let trimmed = head.next_seq;
+        wb.delete_range_cf(self.cf(CF_WAL)?, 0u64.to_be_bytes(), trimmed.to_be_bytes());
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.db.write_opt(wb, &w)?;
         drop(head);
         for name in CFS {
             self.db.flush_cf(self.cf(name)?)?;
+        }
+        // The trimmed log may already sit in table files: drop them now
+        // rather than whenever compaction gets to them. Records appended
+        // since (sequence >= `trimmed`) are kept.
+        if let Some(end) = trimmed.checked_sub(1) {
+            let wal = self.cf(CF_WAL)?;
+            self.db.delete_file_in_range_cf(wal, 0u64.to_be_bytes(), end.to_be_bytes())?;
+            self.db.compact_range_cf(wal, Some(0u64.to_be_bytes()), Some(trimmed.to_be_bytes()));
         }
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
