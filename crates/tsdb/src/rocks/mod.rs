@@ -39,7 +39,8 @@ const CF_SERIES: &str = "series";
 const CF_POSTINGS: &str = "postings";
 const CF_CHUNKS: &str = "chunks";
 const CF_WAL: &str = "wal";
-const CFS: [&str; 5] = [CF_META, CF_SERIES, CF_POSTINGS, CF_CHUNKS, CF_WAL];
+const CF_HEADS: &str = "heads";
+const CFS: [&str; 6] = [CF_META, CF_SERIES, CF_POSTINGS, CF_CHUNKS, CF_WAL, CF_HEADS];
 const FORMAT_KEY: &[u8] = b"format";
 const FORMAT: &[u8] = b"pharos-tsdb/2";
 
@@ -319,30 +320,20 @@ impl RocksStorage {
         }
         // The newest chunk of every series: one pass over the chunk keys
         // (values are read only for the winners).
+        // The newest chunk of every series, named by `heads`: one read per
+        // series, however long the history on disk.
         let chunks = self.cf(CF_CHUNKS)?;
-        let mut newest: HashMap<u64, Box<[u8]>> = HashMap::new();
-        let mut ro = ReadOptions::default();
-        ro.fill_cache(false);
-        for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::Start) {
-            let (k, _) = item?;
-            let id = k.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-            let id = id.ok_or_else(|| Error::Corrupt("chunk key".into()))?;
-            match newest.get(&id) {
-                Some(prev) if prev.as_ref() >= k.as_ref() => {}
-                _ => {
-                    newest.insert(id, k);
-                }
-            }
-        }
-        for (id, key) in newest {
+        for item in self.db.iterator_cf(self.cf(CF_HEADS)?, IteratorMode::Start) {
+            let (k, key) = item?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("heads key".into()))?);
             let v = self
                 .db
                 .get_cf(chunks, &key)?
                 .ok_or_else(|| Error::Corrupt(format!("chunk of series {id} vanished")))?;
             let (_, bytes) =
                 keys::split_chunk_value(&v).ok_or_else(|| Error::Corrupt(format!("chunk of series {id}")))?;
-            let enc =
-                pharos_chunkenc::reopen_stored(bytes).map_err(|e| Error::Corrupt(format!("chunk of series {id}: {e}")))?;
+            let enc = pharos_chunkenc::reopen_stored(bytes)
+                .map_err(|e| Error::Corrupt(format!("chunk of series {id}: {e}")))?;
             if let Some(s) = head.series.get_mut(&id) {
                 s.last = enc.last().map(|(t, v)| Sample::new(t, v));
                 s.indexed = s.last.map(|l| keys::partition_of(l.t));
@@ -374,16 +365,29 @@ impl RocksStorage {
         Ok(())
     }
 
+    /// Puts a chunk into `batch` in its on-disk form
+    /// ([`pharos_chunkenc::encode_stored`]), and names it the series'
+    /// newest chunk in `heads`.
+    fn write_chunk(&self, batch: &mut WriteBatch, id: u64, chunk: &ChunkEncoder) -> Result<(), Error> {
+        if let (Some(min), Some(max)) = (chunk.min_t(), chunk.max_t()) {
+            let stored = pharos_chunkenc::encode_stored(chunk.bytes())
+                .map_err(|e| Error::Corrupt(format!("head chunk of series {id}: {e}")))?;
+            let key = keys::chunk_key(id, min);
+            batch.put_cf(self.cf(CF_CHUNKS)?, &key, keys::chunk_value(max, &stored));
+            batch.put_cf(self.cf(CF_HEADS)?, keys::series_key(id), &key);
+        }
+        Ok(())
+    }
+
     /// Appends already-admitted samples to a series' head chunk, cutting
     /// full chunks into `batch`.
     fn apply(&self, head: &mut Head, id: u64, samples: &[Sample], batch: &mut WriteBatch) -> Result<(), Error> {
-        let chunks = self.cf(CF_CHUNKS)?;
         let Some(s) = head.series.get_mut(&id) else { return Ok(()) };
         for x in samples {
             // A chunk never spans two partitions, so retention can drop whole ones.
             if s.chunk.min_t().is_some_and(|m| keys::partition_of(m) != keys::partition_of(x.t)) {
                 if s.dirty {
-                    write_chunk(batch, chunks, id, &s.chunk)?;
+                    self.write_chunk(batch, id, &s.chunk)?;
                     self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
                 }
                 s.chunk = ChunkEncoder::new();
@@ -393,7 +397,7 @@ impl RocksStorage {
             s.dirty = true;
             s.last = Some(*x);
             if s.chunk.len() >= self.opts.chunk_samples {
-                write_chunk(batch, chunks, id, &s.chunk)?;
+                self.write_chunk(batch, id, &s.chunk)?;
                 s.chunk = ChunkEncoder::new();
                 s.dirty = false;
                 self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
@@ -549,9 +553,10 @@ impl RocksStorage {
         }
         let gone: Vec<u64> =
             head.series.iter().filter(|(_, s)| s.last.is_none_or(|l| l.t < min_t)).map(|(id, _)| *id).collect();
-        let series_cf = self.cf(CF_SERIES)?;
+        let (series_cf, heads_cf) = (self.cf(CF_SERIES)?, self.cf(CF_HEADS)?);
         for id in &gone {
             wb.delete_cf(series_cf, keys::series_key(*id));
+            wb.delete_cf(heads_cf, keys::series_key(*id));
         }
         self.db.write(wb)?;
         for id in &gone {
@@ -624,7 +629,11 @@ impl RocksStorage {
                 "Write rate RocksDB currently throttles to; 0 when writes are not delayed.",
                 db_int("rocksdb.actual-delayed-write-rate"),
             ),
-            ("pharos_rocksdb_running_compactions", "Compactions running now.", db_int("rocksdb.num-running-compactions")),
+            (
+                "pharos_rocksdb_running_compactions",
+                "Compactions running now.",
+                db_int("rocksdb.num-running-compactions"),
+            ),
             ("pharos_rocksdb_running_flushes", "Memtable flushes running now.", db_int("rocksdb.num-running-flushes")),
             (
                 "pharos_rocksdb_pending_compaction_bytes",
@@ -664,16 +673,6 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Error> {
     db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("column family {name} missing")))
-}
-
-/// Puts a chunk into `batch` in its on-disk form ([`pharos_chunkenc::encode_stored`]).
-fn write_chunk(batch: &mut WriteBatch, chunks: &rocksdb::ColumnFamily, id: u64, chunk: &ChunkEncoder) -> Result<(), Error> {
-    if let (Some(min), Some(max)) = (chunk.min_t(), chunk.max_t()) {
-        let stored = pharos_chunkenc::encode_stored(chunk.bytes())
-            .map_err(|e| Error::Corrupt(format!("head chunk of series {id}: {e}")))?;
-        batch.put_cf(chunks, keys::chunk_key(id, min), keys::chunk_value(max, &stored));
-    }
-    Ok(())
 }
 
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -879,10 +878,9 @@ impl Storage for RocksStorage {
 
     fn flush(&self) -> Result<(), Error> {
         let mut head = self.head.lock();
-        let chunks = self.cf(CF_CHUNKS)?;
         let mut wb = WriteBatch::default();
         for (id, s) in head.series.iter_mut().filter(|(_, s)| s.dirty) {
-            write_chunk(&mut wb, chunks, *id, &s.chunk)?;
+            self.write_chunk(&mut wb, *id, &s.chunk)?;
             s.dirty = false;
         }
         let trimmed = head.next_seq;
