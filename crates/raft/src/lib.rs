@@ -1,0 +1,32 @@
+//! Replication of one shard: every shard is a raft group (openraft 0.9).
+//!
+//! - [`types`]: the openraft type configuration: node ids are `u64` (the
+//!   number of `ingester-N`), a [`Member`] names the replica and its gRPC
+//!   address, and a log entry is a [`Request`]: a batch of writes, each one
+//!   tenant's series samples, coalesced from many client batches.
+//! - [`store`]: the raft log, vote and committed/applied state in RocksDB
+//!   column families of the replica's raft database.
+//! - [`state_machine`]: applies committed entries to the TSDB
+//!   ([`pharos_tsdb::Storage::append`]) and remembers the last applied entry.
+//! - [`network`]: openraft's network over a [`Transport`] that carries
+//!   serialized RPCs; [`handle_rpc`] is the receiving side. The gRPC transport
+//!   lives in `pharos-cluster`, an in-process one in [`testing`].
+//! - [`replica`]: [`Replica`], what an ingester runs: start, bootstrap,
+//!   write (coalescing, leader check), linearizable read barrier, status and
+//!   membership changes.
+//!
+//! This crate knows nothing of HTTP or PromQL, and never blocks an async
+//! worker: RocksDB and TSDB calls run on the blocking pool.
+
+mod error;
+pub mod network;
+pub mod replica;
+pub mod state_machine;
+pub mod store;
+pub mod testing;
+pub mod types;
+
+pub use error::Error;
+pub use network::{RpcKind, Transport, handle_rpc};
+pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
+pub use types::{Member, NodeId, Request, Response, TypeConfig, Write, WriteOutcome};

@@ -1,0 +1,340 @@
+//! One replica of a shard's raft group: what an ingester runs.
+//!
+//! Writes: [`Replica::write`] answers `NotLeader` at once on a follower.
+//! On the leader the write joins a queue; a coalescing task takes every
+//! write waiting there (up to [`ReplicaOptions::max_entry_samples`]) into
+//! ONE raft entry, and at most [`ReplicaOptions::max_inflight_entries`]
+//! entries are in flight, so a slow quorum makes the queue (bounded) and then
+//! the callers wait: backpressure instead of memory. A write is answered
+//! after its entry is committed by a quorum and applied to the local TSDB.
+//!
+//! Reads: [`Replica::read_barrier`] is openraft's ReadIndex
+//! (`ensure_linearizable`): the leader confirms it still leads a quorum and
+//! waits until it applied everything committed before the read began.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use pharos_tsdb::{AppendResult, SeriesSamples, Storage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::Error;
+use crate::network::{NetworkFactory, Transport};
+use crate::state_machine::StateMachine;
+use crate::store::{LogStore, RaftDb};
+use crate::types::{Member, NodeId, Raft, Request, Write, WriteOutcome};
+
+/// How long a read waits for the leader to confirm its lead.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    pub id: NodeId,
+    pub member: Member,
+    /// The raft database's directory.
+    pub dir: PathBuf,
+    /// Fsync every log append.
+    pub sync: bool,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Samples one raft entry holds at most (a single larger write still
+    /// makes one entry).
+    pub max_entry_samples: usize,
+    /// Entries proposed and not yet applied, at most.
+    pub max_inflight_entries: usize,
+    /// Writes waiting for an entry, at most; further writers wait.
+    pub max_queued_writes: usize,
+}
+
+impl ReplicaOptions {
+    pub fn new(id: NodeId, member: Member, dir: PathBuf) -> Self {
+        Self {
+            id,
+            member,
+            dir,
+            sync: false,
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
+            max_entry_samples: 200_000,
+            max_inflight_entries: 8,
+            max_queued_writes: 1024,
+        }
+    }
+}
+
+/// A replica's raft view, for `/api/v1/status/cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: NodeId,
+    pub name: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    /// The leader's topology id (`ingester-N`), when known.
+    pub leader_name: Option<String>,
+    pub last_log_index: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub members: BTreeMap<NodeId, Member>,
+    /// On the leader: entries each follower is behind the leader's log.
+    pub lag: BTreeMap<NodeId, u64>,
+    /// On the leader: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+struct Pending {
+    write: Write,
+    tx: oneshot::Sender<Result<WriteOutcome, Error>>,
+}
+
+/// One running replica. See the module overview.
+pub struct Replica {
+    id: NodeId,
+    raft: Raft,
+    db: RaftDb,
+    fresh: bool,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("id", &self.id).finish()
+    }
+}
+
+fn not_leader(f: ForwardToLeader<NodeId, Member>) -> Error {
+    Error::NotLeader { leader: f.leader_id, leader_addr: f.leader_node.map(|n| n.grpc) }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        RaftError::APIError(other) => Error::Raft(other.to_string()),
+        RaftError::Fatal(f) => Error::Raft(format!("raft stopped: {f}")),
+    }
+}
+
+impl Replica {
+    /// Opens the raft database in `opts.dir` and starts the raft node over
+    /// `tsdb`. A replica that never was part of a group waits to be
+    /// bootstrapped ([`Replica::bootstrap`]) or added by a leader.
+    pub async fn start(
+        opts: ReplicaOptions,
+        tsdb: Arc<dyn Storage>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Arc<Self>, Error> {
+        let dir = opts.dir.clone();
+        let sync = opts.sync;
+        let db = tokio::task::spawn_blocking(move || RaftDb::open(&dir, sync))
+            .await
+            .map_err(|e| Error::RaftStorage(format!("open task failed: {e}")))??;
+        let fresh = db.is_empty()?;
+        let config = Config {
+            cluster_name: "pharos-shard".into(),
+            heartbeat_interval: opts.heartbeat_ms,
+            election_timeout_min: opts.election_timeout_min_ms,
+            election_timeout_max: opts.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::Never,
+            max_payload_entries: 64,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| Error::Raft(format!("raft config: {e}")))?;
+        let sm = StateMachine::open(db.clone(), tsdb)?;
+        let raft = Raft::new(opts.id, Arc::new(config), NetworkFactory { transport }, LogStore::new(db.clone()), sm)
+            .await
+            .map_err(|e| Error::Raft(format!("cannot start raft: {e}")))?;
+        let (queue, rx) = mpsc::channel(opts.max_queued_writes.max(1));
+        tokio::spawn(coalesce(raft.clone(), rx, opts.max_entry_samples, opts.max_inflight_entries.max(1)));
+        tracing::info!(id = opts.id, name = %opts.member.name, fresh, "raft replica started");
+        Ok(Arc::new(Self { id: opts.id, raft, db, fresh, queue }))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Whether the raft database was empty when this replica started.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Forms the group with `members` as voters. Only for a brand-new shard,
+    /// on one replica: a replica that already holds raft state refuses.
+    pub async fn bootstrap(&self, members: BTreeMap<NodeId, Member>) -> Result<(), Error> {
+        if !self.fresh {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(e)) => {
+                tracing::info!(error = %e, "bootstrap skipped");
+                Ok(())
+            }
+            Err(RaftError::Fatal(f)) => Err(Error::Raft(format!("raft stopped: {f}"))),
+        }
+    }
+
+    /// The leader this replica knows of, if it is not itself.
+    fn redirect(&self) -> Option<Error> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state == ServerState::Leader {
+            return None;
+        }
+        let leader = m.current_leader;
+        let leader_addr = leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.grpc.clone()));
+        Some(Error::NotLeader { leader, leader_addr })
+    }
+
+    /// Replicates one tenant's batch; answers once it is committed by a
+    /// quorum and applied here.
+    pub async fn write(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Result<AppendResult, Error> {
+        if let Some(e) = self.redirect() {
+            return Err(e);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.queue.send(Pending { write: Write::new(tenant, batch), tx }).await.map_err(|_| Error::Stopped)?;
+        match rx.await {
+            Ok(r) => r.map(Into::into),
+            Err(_) => Err(Error::Raft("the write's entry was dropped".into())),
+        }
+    }
+
+    /// Returns once a read of the local TSDB sees every write acknowledged
+    /// before this call (ReadIndex on the leader); `NotLeader` elsewhere.
+    pub async fn read_barrier(&self) -> Result<(), Error> {
+        if let Some(e) = self.redirect() {
+            return Err(e);
+        }
+        match tokio::time::timeout(READ_BARRIER_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(Error::Raft("leadership not confirmed by a quorum in time".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(not_leader(f)),
+            Ok(Err(RaftError::APIError(e))) => Err(Error::Raft(e.to_string())),
+            Ok(Err(RaftError::Fatal(f))) => Err(Error::Raft(format!("raft stopped: {f}"))),
+        }
+    }
+
+    /// Adds a replica: first as a learner that catches up, then as a voter.
+    pub async fn add_replica(&self, id: NodeId, member: Member) -> Result<(), Error> {
+        self.raft.add_learner(id, member, true).await.map_err(write_error)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Removes a replica from the group (it stops receiving the log).
+    pub async fn remove_replica(&self, id: NodeId) -> Result<(), Error> {
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let members: BTreeMap<NodeId, Member> = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let lag = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != self.id)
+                    .map(|(id, matched)| (*id, last.saturating_sub(matched.map_or(0, |l| l.index))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let applied = m.last_applied.map(|l| l.index);
+        ReplicaStatus {
+            id: self.id,
+            name: members.get(&self.id).map(|n| n.name.clone()).unwrap_or_default(),
+            state: format!("{:?}", m.state).to_lowercase(),
+            term: m.current_term,
+            leader: m.current_leader,
+            leader_name: m.current_leader.and_then(|l| members.get(&l).map(|n| n.name.clone())),
+            last_log_index: m.last_log_index,
+            commit_index: self.db.committed.load(Ordering::Relaxed).max(applied.unwrap_or(0)),
+            applied_index: applied,
+            voters,
+            learners,
+            members,
+            lag,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Takes queued writes into raft entries; see the module overview.
+async fn coalesce(raft: Raft, mut rx: mpsc::Receiver<Pending>, max_samples: usize, inflight: usize) {
+    let permits = Arc::new(Semaphore::new(inflight));
+    while let Some(first) = rx.recv().await {
+        // Waiting for a free slot lets more writes queue up behind `first`.
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let mut samples = first.write.samples();
+        let mut batch = vec![first];
+        while samples < max_samples {
+            match rx.try_recv() {
+                Ok(p) => {
+                    samples += p.write.samples();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (writes, txs): (Vec<Write>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.tx)).unzip();
+            match raft.client_write(Request { writes }).await {
+                Ok(resp) => {
+                    for (tx, outcome) in txs.into_iter().zip(resp.data.outcomes) {
+                        let _ = tx.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    let e = write_error(e);
+                    for tx in txs {
+                        let copy = match &e {
+                            Error::NotLeader { leader, leader_addr } => {
+                                Error::NotLeader { leader: *leader, leader_addr: leader_addr.clone() }
+                            }
+                            other => Error::Raft(other.to_string()),
+                        };
+                        let _ = tx.send(Err(copy));
+                    }
+                }
+            }
+        });
+    }
+}
