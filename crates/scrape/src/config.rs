@@ -8,6 +8,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::Error;
+use crate::discovery::FileSdConfig;
+use crate::http::{Authorization, BasicAuth, ClientConfig, TlsConfig};
+use crate::relabel::RelabelConfig;
 
 /// A `prometheus.yml` as Pharos reads it. Sections that belong to
 /// Prometheus's other duties (rules, alerting, remote write) are accepted
@@ -63,16 +66,25 @@ struct RawScrapeConfig {
     #[serde(default)]
     sample_limit: u64,
     #[serde(default)]
+    label_limit: u64,
+    #[serde(default)]
+    label_name_length_limit: u64,
+    #[serde(default)]
+    label_value_length_limit: u64,
+    #[serde(default)]
     static_configs: Vec<StaticConfig>,
-    // Known Prometheus fields that this version does not implement yet:
+    #[serde(default)]
+    file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    metric_relabel_configs: Vec<RelabelConfig>,
+    basic_auth: Option<BasicAuth>,
+    authorization: Option<Authorization>,
+    tls_config: Option<TlsConfig>,
+    // A known Prometheus field that this version does not implement yet:
     // rejected with a clear error rather than silently ignored.
-    file_sd_configs: Option<serde_yaml::Value>,
     kubernetes_sd_configs: Option<serde_yaml::Value>,
-    relabel_configs: Option<serde_yaml::Value>,
-    metric_relabel_configs: Option<serde_yaml::Value>,
-    basic_auth: Option<serde_yaml::Value>,
-    authorization: Option<serde_yaml::Value>,
-    tls_config: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -96,7 +108,14 @@ pub struct ScrapeConfig {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
     pub static_configs: Vec<StaticConfig>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub client: ClientConfig,
 }
 
 /// The validated configuration.
@@ -122,7 +141,25 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| Error::Config(format!("config file {}: {e}", path.display())))
+        let mut config =
+            Self::parse(&text).map_err(|e| Error::Config(format!("config file {}: {e}", path.display())))?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes the relative file names of the config (file SD, secrets, TLS)
+    /// relative to `dir`, the config file's folder, as Prometheus does.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for job in &mut self.scrape_configs {
+            job.client.resolve_paths(dir);
+            for f in job.file_sd_configs.iter_mut().flat_map(|sd| sd.files.iter_mut()) {
+                if f.is_relative() {
+                    *f = dir.join(&*f);
+                }
+            }
+        }
     }
 
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -138,17 +175,10 @@ impl Config {
         let mut jobs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in raw.scrape_configs.into_iter().enumerate() {
             let at = format!("scrape_configs[{i}] (job {:?})", sc.job_name);
-            let unsupported = [
-                ("file_sd_configs", sc.file_sd_configs.is_some()),
-                ("kubernetes_sd_configs", sc.kubernetes_sd_configs.is_some()),
-                ("relabel_configs", sc.relabel_configs.is_some()),
-                ("metric_relabel_configs", sc.metric_relabel_configs.is_some()),
-                ("basic_auth", sc.basic_auth.is_some()),
-                ("authorization", sc.authorization.is_some()),
-                ("tls_config", sc.tls_config.is_some()),
-            ];
-            if let Some((f, _)) = unsupported.iter().find(|(_, set)| *set) {
-                return Err(Error::Config(format!("{at}: {f} is not supported by this version of Pharos yet")));
+            if sc.kubernetes_sd_configs.is_some() {
+                return Err(Error::Config(format!(
+                    "{at}: kubernetes_sd_configs is not supported by this version of Pharos yet"
+                )));
             }
             if sc.job_name.is_empty() {
                 return Err(Error::Config(format!("scrape_configs[{i}].job_name: must not be empty")));
@@ -166,9 +196,14 @@ impl Config {
                 return Err(Error::Config(format!("{at}.scrape_timeout: scrape timeout greater than scrape interval")));
             }
             let scheme = sc.scheme.unwrap_or_else(|| "http".into());
-            if scheme != "http" {
-                return Err(Error::Config(format!("{at}.scheme: only \"http\" is supported yet, got {scheme:?}")));
+            match scheme.as_str() {
+                "http" => {}
+                "https" => return Err(Error::Config(format!("{at}.scheme: {}", crate::http::NO_TLS))),
+                _ => return Err(Error::Config(format!("{at}.scheme: must be \"http\" or \"https\", got {scheme:?}"))),
             }
+            let mut client =
+                ClientConfig { basic_auth: sc.basic_auth, authorization: sc.authorization, tls_config: sc.tls_config };
+            client.validate().map_err(|e| Error::Config(format!("{at}: {e}")))?;
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
             if !metrics_path.starts_with('/') {
                 return Err(Error::Config(format!("{at}.metrics_path: must start with '/', got {metrics_path:?}")));
@@ -192,7 +227,14 @@ impl Config {
                 honor_labels: sc.honor_labels,
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
                 sample_limit: sc.sample_limit,
+                label_limit: sc.label_limit,
+                label_name_length_limit: sc.label_name_length_limit,
+                label_value_length_limit: sc.label_value_length_limit,
                 static_configs: sc.static_configs,
+                file_sd_configs: sc.file_sd_configs,
+                relabel_configs: sc.relabel_configs,
+                metric_relabel_configs: sc.metric_relabel_configs,
+                client,
             });
         }
         Ok(Config { external_labels: raw.global.external_labels, scrape_configs: jobs })
@@ -213,7 +255,14 @@ impl Config {
                 honor_labels: false,
                 honor_timestamps: true,
                 sample_limit: 0,
+                label_limit: 0,
+                label_name_length_limit: 0,
+                label_value_length_limit: 0,
                 static_configs: vec![StaticConfig { targets, labels: BTreeMap::new() }],
+                file_sd_configs: Vec::new(),
+                relabel_configs: Vec::new(),
+                metric_relabel_configs: Vec::new(),
+                client: ClientConfig::default(),
             }],
         }
     }
@@ -259,10 +308,94 @@ scrape_configs:
         assert!(e.to_string().contains("scrape_timeout"), "{e}");
         let e = Config::parse("scrape_configs: [{job_name: a}, {job_name: a}]").unwrap_err();
         assert!(e.to_string().contains("multiple"), "{e}");
-        let e = Config::parse("scrape_configs: [{job_name: a, relabel_configs: []}]").unwrap_err();
-        assert!(e.to_string().contains("relabel_configs"), "{e}");
+        let e = Config::parse("scrape_configs: [{job_name: a, kubernetes_sd_configs: []}]").unwrap_err();
+        assert!(e.to_string().contains("kubernetes_sd_configs"), "{e}");
         let e = Config::parse("scrape_configs: {{{").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod prometheus_fields_tests {
+    use super::*;
+
+    #[test]
+    fn relabeling_sd_and_auth_fields_load() {
+        let c = Config::parse(
+            r#"
+scrape_configs:
+  - job_name: k
+    honor_timestamps: false
+    sample_limit: 100
+    label_limit: 30
+    label_name_length_limit: 200
+    label_value_length_limit: 500
+    basic_auth: {username: u, password_file: secret}
+    tls_config: {ca_file: ca.pem, insecure_skip_verify: true}
+    file_sd_configs:
+      - files: ['sd/*.json', sd/extra.yml]
+        refresh_interval: 1m
+    relabel_configs:
+      - source_labels: [__meta_env]
+        target_label: env
+      - action: labelmap
+        regex: __meta_(.+)
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: go_.*
+        action: drop
+"#,
+        )
+        .unwrap();
+        let j = &c.scrape_configs[0];
+        assert!(!j.honor_timestamps);
+        assert_eq!(
+            (j.sample_limit, j.label_limit, j.label_name_length_limit, j.label_value_length_limit),
+            (100, 30, 200, 500)
+        );
+        assert_eq!(j.relabel_configs.len(), 2);
+        assert_eq!(j.metric_relabel_configs[0].action, crate::relabel::Action::Drop);
+        assert_eq!(j.file_sd_configs[0].refresh_interval_ms, 60_000);
+        let mut c = c;
+        c.resolve_paths(Path::new("/etc/pharos"));
+        let j = &c.scrape_configs[0];
+        assert_eq!(j.file_sd_configs[0].files[0], Path::new("/etc/pharos/sd/*.json"));
+        let pw = j.client.basic_auth.as_ref().and_then(|b| b.password_file.clone());
+        assert_eq!(pw.unwrap(), Path::new("/etc/pharos/secret"));
+    }
+
+    #[test]
+    fn bad_rules_name_the_field_and_line() {
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '(x'\n        target_label: y\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("relabel_configs[0].regex: invalid regex") && e.contains("line 4"), "{e}");
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - source_labels: [a]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("metric_relabel_configs") && e.contains("line 4") && e.contains("requires 'target_label'"),
+            "{e}"
+        );
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: [t.txt]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("file_sd_configs") && e.contains("line 4") && e.contains("not valid for file discovery"),
+            "{e}"
+        );
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, pasword: p}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pasword") && e.contains("line 3"), "{e}");
+        let e = Config::parse("scrape_configs: [{job_name: a, scheme: https}]").unwrap_err().to_string();
+        assert!(e.contains("scheme") && e.contains("TLS"), "{e}");
+        let e = Config::parse("scrape_configs: [{job_name: a, authorization: {type: Basic}}]").unwrap_err().to_string();
+        assert!(e.contains("scrape_configs[0]") && e.contains("basic_auth"), "{e}");
     }
 }
 
@@ -273,5 +406,28 @@ mod example_tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus.yml");
         let c = super::Config::load(&p).unwrap();
         assert_eq!(c.scrape_configs.len(), 2);
+    }
+
+    #[test]
+    fn the_file_sd_example_loads_and_discovers_its_targets() {
+        use std::sync::Arc;
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus-file-sd.yml");
+        let c = super::Config::load(&p).unwrap();
+        let node = Arc::new(c.scrape_configs[0].clone());
+        let mut sd = crate::discovery::FileDiscovery::new(node.file_sd_configs[0].clone());
+        assert!(sd.refresh(0));
+        let t = crate::target::targets_from_groups(&node, sd.groups(), &c.external_labels);
+        let labels: Vec<String> = t.iter().map(|t| t.labels.to_string()).collect();
+        assert_eq!(
+            labels,
+            [
+                r#"{env="dev", instance="127.0.0.1", job="node", team="infra"}"#,
+                r#"{env="dev", instance="127.0.0.2", job="node", team="infra"}"#
+            ]
+        );
+        assert!(t[0].discovered_labels.get("__meta_filepath").is_some_and(|f| f.ends_with("nodes.json")));
+        let api = Arc::new(c.scrape_configs[1].clone());
+        let t = crate::target::targets_from_groups(&api, &crate::target::static_groups(&api), &c.external_labels);
+        assert_eq!(t[0].url, "http://127.0.0.1:8080/internal/metrics?format=prometheus");
     }
 }

@@ -1,24 +1,37 @@
 //! Scraping: Prometheus-compatible pull of metrics from targets.
 //!
-//! [`config`] reads a `prometheus.yml`; [`target`] turns it into targets with
-//! their labels and stable keys (pure); [`Scraper`] runs one loop per target
-//! this scraper owns on the scraper [`Ring`](pharos_cluster::Ring), and
-//! writes every scrape (samples, `up`, `scrape_*` series, staleness markers)
-//! through the distributor ([`pharos_cluster::Cluster`]).
+//! [`config`] reads a `prometheus.yml`; [`discovery`] yields each job's
+//! target groups (static, and files polled for changes); [`target`] turns
+//! groups into targets through `relabel_configs` ([`relabel`]) with stable
+//! keys (pure); [`samples`] applies `metric_relabel_configs` and the limits
+//! to each scrape (pure). [`Scraper`] keeps one loop per target this scraper
+//! owns on the scraper [`Ring`](pharos_cluster::Ring), starting and stopping
+//! loops as discovery changes, and writes every scrape (samples, `up`,
+//! `scrape_*` series, staleness markers) through the distributor
+//! ([`pharos_cluster::Cluster`]).
 
 pub mod config;
+pub mod discovery;
+pub mod http;
+mod md5;
+pub mod relabel;
+pub mod samples;
 mod scrape_loop;
 pub mod target;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pharos_cluster::{Cluster, Ring};
 use tokio::sync::watch;
 
 pub use config::Config;
 pub use target::Target;
+
+use crate::config::ScrapeConfig;
+use crate::discovery::{FileDiscovery, TargetGroup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,6 +52,7 @@ pub struct ScrapeStats {
 pub struct Scraper {
     stats: Arc<ScrapeStats>,
     stop: watch::Sender<bool>,
+    active: Arc<Mutex<Vec<Target>>>,
 }
 
 /// The targets `me` owns among `members` (all targets when alone).
@@ -56,20 +70,39 @@ impl Scraper {
     pub fn start(config: &Config, members: &[String], me: &str, sink: Arc<Cluster>) -> Self {
         let stats = Arc::new(ScrapeStats::default());
         let (stop, rx) = watch::channel(false);
-        let owned = owned_targets(target::targets(config), members, me);
-        stats.targets.store(owned.len() as u64, Ordering::Relaxed);
-        let client = reqwest::Client::builder().build().unwrap_or_default();
-        let mut seen = HashSet::new();
-        for t in owned {
-            seen.insert(t.key);
-            tracing::info!(job = %t.job.job_name, url = %t.url, "scraping target");
-            tokio::spawn(scrape_loop::run(t, sink.clone(), client.clone(), stats.clone(), rx.clone()));
-        }
-        Self { stats, stop }
+        let active = Arc::new(Mutex::new(Vec::new()));
+        let jobs = config
+            .scrape_configs
+            .iter()
+            .map(|j| Job {
+                config: Arc::new(j.clone()),
+                client: reqwest::Client::builder().build().unwrap_or_default(),
+                statics: target::static_groups(j),
+                files: j.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
+            })
+            .collect();
+        let manager = Manager {
+            jobs,
+            external: config.external_labels.clone(),
+            members: members.to_vec(),
+            me: me.to_string(),
+            sink,
+            stats: stats.clone(),
+            stop: rx,
+            running: HashMap::new(),
+            active: active.clone(),
+        };
+        tokio::spawn(manager.run());
+        Self { stats, stop, active }
     }
 
     pub fn stats(&self) -> Arc<ScrapeStats> {
         self.stats.clone()
+    }
+
+    /// The targets scraped now, for a targets page.
+    pub fn targets(&self) -> Vec<Target> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops every loop (without staleness markers: the process is going
@@ -77,6 +110,115 @@ impl Scraper {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// One job and the state of its service discovery.
+struct Job {
+    config: Arc<ScrapeConfig>,
+    client: reqwest::Client,
+    statics: Vec<TargetGroup>,
+    files: Vec<FileDiscovery>,
+}
+
+/// Follows service discovery and keeps one scrape loop per owned target.
+struct Manager {
+    jobs: Vec<Job>,
+    external: std::collections::BTreeMap<String, String>,
+    members: Vec<String>,
+    me: String,
+    sink: Arc<Cluster>,
+    stats: Arc<ScrapeStats>,
+    stop: watch::Receiver<bool>,
+    /// The running loops by target key, each with its "removed" signal.
+    running: HashMap<u64, watch::Sender<bool>>,
+    active: Arc<Mutex<Vec<Target>>>,
+}
+
+impl Manager {
+    async fn run(mut self) {
+        let poll_ms = self.jobs.iter().flat_map(|j| j.files.iter()).map(FileDiscovery::poll_interval_ms).min();
+        let mut first = true;
+        loop {
+            let changed = if poll_ms.is_some() {
+                // File reads are blocking I/O: off the async threads.
+                let mut jobs = std::mem::take(&mut self.jobs);
+                let refreshed = tokio::task::spawn_blocking(move || {
+                    let now = scrape_loop_now_ms();
+                    let mut changed = false;
+                    for f in jobs.iter_mut().flat_map(|j| j.files.iter_mut()) {
+                        changed |= f.refresh(now);
+                    }
+                    (jobs, changed)
+                })
+                .await;
+                match refreshed {
+                    Ok((jobs, changed)) => {
+                        self.jobs = jobs;
+                        changed
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "service discovery refresh failed; targets stay as they are");
+                        return;
+                    }
+                }
+            } else {
+                false
+            };
+            if changed || first {
+                first = false;
+                self.sync();
+            }
+            let wait = Duration::from_millis(poll_ms.unwrap_or(3_600_000) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.changed() => return,
+            }
+            if *self.stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Starts loops for new targets and stops those of vanished ones.
+    fn sync(&mut self) {
+        let mut all = Vec::new();
+        for job in &self.jobs {
+            let groups = job.statics.iter().chain(job.files.iter().flat_map(|f| f.groups()));
+            all.extend(target::targets_from_groups(&job.config, groups, &self.external));
+        }
+        let owned = owned_targets(all, &self.members, &self.me);
+        self.stats.targets.store(owned.len() as u64, Ordering::Relaxed);
+        let keys: std::collections::HashSet<u64> = owned.iter().map(|t| t.key).collect();
+        self.running.retain(|key, removed| {
+            let keep = keys.contains(key);
+            if !keep {
+                let _ = removed.send(true);
+            }
+            keep
+        });
+        for t in &owned {
+            if self.running.contains_key(&t.key) {
+                continue;
+            }
+            let Some(job) = self.jobs.iter().find(|j| Arc::ptr_eq(&j.config, &t.job)) else { continue };
+            let (removed, removed_rx) = watch::channel(false);
+            self.running.insert(t.key, removed);
+            tracing::info!(job = %t.job.job_name, url = %t.url, "scraping target");
+            tokio::spawn(scrape_loop::run(
+                t.clone(),
+                self.sink.clone(),
+                job.client.clone(),
+                self.stats.clone(),
+                self.stop.clone(),
+                removed_rx,
+            ));
+        }
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+    }
+}
+
+fn scrape_loop_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Drop for Scraper {

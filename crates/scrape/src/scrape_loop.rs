@@ -12,66 +12,97 @@ use pharos_tsdb::SeriesSamples;
 use tokio::sync::watch;
 
 use crate::ScrapeStats;
-use crate::target::{Target, next_slot_delay, sample_labels};
+use crate::samples::{self, Processed};
+use crate::target::{Target, next_slot_delay};
 
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The synthetic series every scrape writes, in Prometheus's order.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// What one scrape produced, before it is written.
-struct Outcome {
-    series: Vec<SeriesSamples>,
-    /// Label sets that get staleness tracking (no explicit timestamp).
-    tracked: HashSet<Labels>,
-    scraped: usize,
+fn report_labels(t: &Target, name: &str) -> Labels {
+    let mut labels = t.labels.clone();
+    labels.set(METRIC_NAME, name);
+    labels
 }
 
+/// Runs until `stop` (the process ends or hands the target to another
+/// scraper: no staleness markers) or `removed` (the target left service
+/// discovery: every series it wrote gets a staleness marker).
 pub async fn run(
     t: Target,
     sink: Arc<Cluster>,
     client: reqwest::Client,
     stats: Arc<ScrapeStats>,
     mut stop: watch::Receiver<bool>,
+    mut removed: watch::Receiver<bool>,
 ) {
     let mut previous: HashSet<Labels> = HashSet::new();
+    let mut seen: HashSet<Labels> = HashSet::new();
     loop {
-        let delay = next_slot_delay(t.key, t.job.interval_ms, now_ms());
+        let delay = next_slot_delay(t.key, t.interval_ms, now_ms());
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(delay as u64)) => {}
             _ = stop.changed() => return,
+            _ = removed.changed() => {
+                // A dropped sender without a removal is a shutdown, not a removal.
+                if *stop.borrow() || !*removed.borrow() {
+                    return;
+                }
+                let ts = now_ms();
+                let mut batch: Vec<SeriesSamples> = previous
+                    .drain()
+                    .chain(REPORT_SERIES.iter().map(|n| report_labels(&t, n)))
+                    .map(|labels| SeriesSamples { labels, samples: vec![Sample::new(ts, stale_nan())] })
+                    .collect();
+                batch.sort_by(|a, b| a.labels.cmp(&b.labels));
+                if let Err(e) = sink.append(DEFAULT_TENANT, batch).await {
+                    tracing::warn!(url = %t.url, error = %e, "writing staleness markers of a removed target failed");
+                }
+                return;
+            }
         }
         if *stop.borrow() {
             return;
         }
         let ts = now_ms();
         let started = Instant::now();
-        let result = scrape(&t, &client, ts).await;
+        let result =
+            scrape(&t, &client, ts).await.unwrap_or_else(|e| Processed { error: Some(e), ..Processed::default() });
         let duration = started.elapsed().as_secs_f64();
         stats.scrapes.fetch_add(1, Ordering::Relaxed);
-        let (mut batch, tracked, up, scraped) = match result {
-            Ok(o) => (o.series, o.tracked, 1.0, o.scraped),
-            Err(e) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(url = %t.url, error = %e, "scrape failed");
-                (Vec::new(), HashSet::new(), 0.0, 0)
-            }
-        };
-        let added = tracked.difference(&previous).count();
+        if let Some(e) = &result.error {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(url = %t.url, error = %e, "scrape failed");
+        }
+        let ok = result.error.is_none();
+        let Processed { series: mut batch, tracked, scraped, post_relabel, .. } = result;
+        let now_seen: HashSet<Labels> = batch.iter().map(|s| s.labels.clone()).collect();
+        let added = now_seen.difference(&seen).count();
+        if ok {
+            seen = now_seen;
+        }
         for gone in previous.difference(&tracked) {
             batch.push(SeriesSamples { labels: gone.clone(), samples: vec![Sample::new(ts, stale_nan())] });
         }
-        for (name, v) in [
-            ("up", up),
-            ("scrape_duration_seconds", duration),
-            ("scrape_samples_scraped", scraped as f64),
-            ("scrape_samples_post_metric_relabeling", scraped as f64),
-            ("scrape_series_added", added as f64),
-        ] {
-            let mut labels = t.labels.clone();
-            labels.set(METRIC_NAME, name);
-            batch.push(SeriesSamples { labels, samples: vec![Sample::new(ts, v)] });
+        for (name, v) in REPORT_SERIES.iter().zip([
+            if ok { 1.0 } else { 0.0 },
+            duration,
+            scraped as f64,
+            post_relabel as f64,
+            added as f64,
+        ]) {
+            batch.push(SeriesSamples { labels: report_labels(&t, name), samples: vec![Sample::new(ts, v)] });
         }
         stats.samples.fetch_add(scraped as u64, Ordering::Relaxed);
         previous = tracked;
@@ -81,15 +112,19 @@ pub async fn run(
     }
 }
 
-async fn scrape(t: &Target, client: &reqwest::Client, ts: i64) -> Result<Outcome, String> {
-    let resp = client
+async fn scrape(t: &Target, client: &reqwest::Client, ts: i64) -> Result<Processed, String> {
+    if t.url.starts_with("https://") {
+        return Err(crate::http::NO_TLS.into());
+    }
+    let mut req = client
         .get(&t.url)
         .header("accept", ACCEPT)
-        .header("x-prometheus-scrape-timeout-seconds", format!("{}", t.job.timeout_ms as f64 / 1000.0))
-        .timeout(Duration::from_millis(t.job.timeout_ms as u64))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .header("x-prometheus-scrape-timeout-seconds", format!("{}", t.timeout_ms as f64 / 1000.0))
+        .timeout(Duration::from_millis(t.timeout_ms as u64));
+    if let Some(auth) = t.job.client.authorization_header()? {
+        req = req.header("authorization", auth);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("server returned HTTP status {}", resp.status()));
     }
@@ -99,24 +134,7 @@ async fn scrape(t: &Target, client: &reqwest::Client, ts: i64) -> Result<Outcome
     let job = t.job.clone();
     tokio::task::spawn_blocking(move || {
         let parsed = parse(&body, format).map_err(|e| e.to_string())?;
-        if job.sample_limit > 0 && parsed.samples.len() as u64 > job.sample_limit {
-            return Err(format!("sample limit exceeded: {} > {}", parsed.samples.len(), job.sample_limit));
-        }
-        let scraped = parsed.samples.len();
-        let mut tracked = HashSet::with_capacity(scraped);
-        let mut series = Vec::with_capacity(scraped);
-        for s in parsed.samples {
-            let labels = sample_labels(&target_labels, &s.labels, job.honor_labels);
-            let t = match s.timestamp_ms {
-                Some(explicit) if job.honor_timestamps => explicit,
-                _ => {
-                    tracked.insert(labels.clone());
-                    ts
-                }
-            };
-            series.push(SeriesSamples { labels, samples: vec![Sample::new(t, s.value)] });
-        }
-        Ok(Outcome { series, tracked, scraped })
+        Ok(samples::process(parsed.samples, &target_labels, &job, ts))
     })
     .await
     .map_err(|e| e.to_string())?
