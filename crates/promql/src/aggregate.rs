@@ -8,7 +8,7 @@ use pharos_model::{Labels, METRIC_NAME};
 
 use crate::Error;
 use crate::ast::{AggOp, Grouping};
-use crate::value::{Elem, Val, format_float, keep_labels, valid_label_name};
+use crate::value::{Elem, Val, format_float, kahan_inc, keep_labels, valid_label_name};
 
 /// The output labels of the group `l` belongs to.
 fn group_labels(l: &Labels, g: &Grouping) -> Labels {
@@ -27,6 +27,10 @@ struct Group<'d> {
     value: f64,
     mean: f64,
     count: f64,
+    /// Kahan compensation of `value` (sum, avg) or `mean` (avg after overflow).
+    comp: f64,
+    /// avg switched from sum/count to an incremental mean (the sum overflowed).
+    incremental: bool,
     /// topk/bottomk heap, quantile values, limitk members.
     elems: Vec<Elem<'d>>,
 }
@@ -36,14 +40,19 @@ pub(crate) fn eval<'d>(
     param: Option<Val<'d>>,
     v: Vec<Elem<'d>>,
     grouping: &Grouping,
+    v3: bool,
 ) -> Result<Val<'d>, Error> {
     let mut k: usize = 0;
     let mut q = 0.0;
+    let mut ratio = 0.0;
     let mut grouping = Cow::Borrowed(grouping);
     let mut value_label = String::new();
     match op {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk => {
             let f = param.map(Val::into_scalar).transpose()?.unwrap_or(f64::NAN);
+            if v3 && f.is_nan() {
+                return Err(Error::Execution("Parameter value is NaN".into()));
+            }
             if !(f >= i64::MIN as f64 && f <= i64::MAX as f64) {
                 return Err(Error::Execution(format!("Scalar value {} overflows int64", format_float(f))));
             }
@@ -66,7 +75,14 @@ pub(crate) fn eval<'d>(
             }
         }
         AggOp::LimitRatio => {
-            return Err(Error::Execution("limit_ratio is not supported".into()));
+            ratio = param.map(Val::into_scalar).transpose()?.unwrap_or(f64::NAN);
+            if ratio.is_nan() {
+                return Err(Error::Execution("Ratio value is NaN".into()));
+            }
+            if ratio == 0.0 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            ratio = ratio.clamp(-1.0, 1.0);
         }
         _ => {}
     }
@@ -84,9 +100,17 @@ pub(crate) fn eval<'d>(
             Some(&gi) => gi,
             None => {
                 index.insert(key.clone(), groups.len());
-                let value = if matches!(op, AggOp::Stddev | AggOp::Stdvar) { 0.0 } else { e.v };
-                let mut g = Group { labels: key, value, mean: e.v, count: 1.0, elems: Vec::new() };
-                if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile | AggOp::Limitk) {
+                let value = match op {
+                    // Prometheus 3: a NaN or infinite first value makes the variance NaN.
+                    AggOp::Stddev | AggOp::Stdvar if v3 && !e.v.is_finite() => f64::NAN,
+                    AggOp::Stddev | AggOp::Stdvar => 0.0,
+                    _ => e.v,
+                };
+                let mut g =
+                    Group { labels: key, value, mean: e.v, count: 1.0, comp: 0.0, incremental: !v3, elems: Vec::new() };
+                if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile | AggOp::Limitk)
+                    || (op == AggOp::LimitRatio && in_ratio(ratio, &e.labels))
+                {
                     g.elems.push(e);
                 }
                 groups.push(g);
@@ -96,7 +120,33 @@ pub(crate) fn eval<'d>(
         let g = &mut groups[gi];
         let s = e.v;
         match op {
+            // Prometheus 3 sums with Kahan compensation.
+            AggOp::Sum if v3 => (g.value, g.comp) = kahan_inc(s, g.value, g.comp),
             AggOp::Sum => g.value += s,
+            AggOp::Avg if v3 => {
+                g.count += 1.0;
+                if !g.incremental {
+                    let (sum, c) = kahan_inc(s, g.value, g.comp);
+                    if !sum.is_infinite() {
+                        (g.value, g.comp) = (sum, c);
+                        continue;
+                    }
+                    // The sum would overflow: continue with an incremental mean.
+                    g.incremental = true;
+                    g.mean = g.value / (g.count - 1.0);
+                    g.comp /= g.count - 1.0;
+                }
+                if g.mean.is_infinite() {
+                    if s.is_infinite() && (g.mean > 0.0) == (s > 0.0) {
+                        continue;
+                    }
+                    if !s.is_infinite() && !s.is_nan() {
+                        continue;
+                    }
+                }
+                let current = g.mean + g.comp;
+                (g.mean, g.comp) = kahan_inc(s / g.count - current / g.count, g.mean, g.comp);
+            }
             AggOp::Avg => {
                 g.count += 1.0;
                 if g.mean.is_infinite() {
@@ -151,14 +201,21 @@ pub(crate) fn eval<'d>(
                     g.elems.push(e);
                 }
             }
-            AggOp::LimitRatio => {}
+            AggOp::LimitRatio => {
+                if in_ratio(ratio, &e.labels) {
+                    g.elems.push(e);
+                }
+            }
         }
     }
 
     let mut out = Vec::with_capacity(groups.len());
     for mut g in groups {
         let v = match op {
+            AggOp::Sum if v3 => g.value + g.comp,
             AggOp::Sum | AggOp::Min | AggOp::Max => g.value,
+            AggOp::Avg if !g.incremental => (g.value + g.comp) / g.count,
+            AggOp::Avg if v3 => g.mean + g.comp,
             AggOp::Avg => g.mean,
             AggOp::Count | AggOp::CountValues => g.count,
             AggOp::Group => 1.0,
@@ -175,15 +232,22 @@ pub(crate) fn eval<'d>(
                 out.append(&mut g.elems);
                 continue;
             }
-            AggOp::Limitk => {
+            AggOp::Limitk | AggOp::LimitRatio => {
                 out.append(&mut g.elems);
                 continue;
             }
-            AggOp::LimitRatio => continue,
         };
         out.push(Elem { labels: Cow::Owned(g.labels), v });
     }
     Ok(Val::Vector(out))
+}
+
+/// Prometheus's `AddRatioSample`: a series is kept when its hash, as a fraction of
+/// the hash space, falls below `ratio` (or, for a negative ratio, at or above
+/// `1 + ratio`), so `limit_ratio(r, x)` and `limit_ratio(r - 1, x)` are complements.
+fn in_ratio(ratio: f64, labels: &Labels) -> bool {
+    let offset = pharos_model::series_hash("", labels) as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 /// The heap order: NaN sorts first; topk keeps a min-heap, bottomk a max-heap.
@@ -291,7 +355,7 @@ mod tests {
     }
 
     fn run(op: AggOp, p: Option<Val<'static>>, g: Grouping, vals: &[(&str, f64)]) -> Vec<(String, f64)> {
-        match eval(op, p, vec_of(vals), &g).unwrap() {
+        match eval(op, p, vec_of(vals), &g, false).unwrap() {
             Val::Vector(v) => v.into_iter().map(|e| (e.labels.to_string(), e.v)).collect(),
             _ => panic!(),
         }
@@ -335,6 +399,20 @@ mod tests {
         assert_eq!(quantile(0.5, &mut [1.0, 2.0, 3.0, 4.0]), 2.5);
         assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
         assert!(quantile(0.5, &mut []).is_nan());
+    }
+
+    #[test]
+    fn limit_ratio_complements() {
+        let d: Vec<(&str, f64)> = (0..50).map(|i| ("a", f64::from(i))).collect();
+        let g = || Grouping::By(vec![]);
+        let keep = |r: f64| run(AggOp::LimitRatio, Some(Val::Scalar(r)), g(), &d);
+        let (a, b) = (keep(0.3), keep(-0.7));
+        assert_eq!(a.len() + b.len(), 50);
+        assert!(a.iter().all(|x| !b.contains(x)));
+        assert_eq!(keep(1.0).len(), 50);
+        assert_eq!(keep(-1.5).len(), 50);
+        assert!(keep(0.0).is_empty());
+        assert_eq!(run(AggOp::Limitk, Some(Val::Scalar(3.0)), g(), &d).len(), 3);
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl BinOp {
     pub fn drops_metric_name(self) -> bool {
         matches!(self, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow)
     }
+
+    /// As [`BinOp::drops_metric_name`]; Prometheus 3 drops it for `atan2` too.
+    pub fn drops_metric_name_in(self, v3: bool) -> bool {
+        self.drops_metric_name() || (v3 && self == BinOp::Atan2)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

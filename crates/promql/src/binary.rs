@@ -16,16 +16,17 @@ pub(crate) fn eval<'d>(
     rhs: Val<'d>,
     m: &VectorMatching,
     return_bool: bool,
+    v3: bool,
 ) -> Result<Val<'d>, Error> {
     let out = match (lhs, rhs) {
         (Val::Scalar(a), Val::Scalar(b)) => return Ok(Val::Scalar(scalar_binop(op, a, b))),
-        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, s, false, return_bool)?,
-        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, s, true, return_bool)?,
+        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, s, false, return_bool, v3)?,
+        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, s, true, return_bool, v3)?,
         (Val::Vector(l), Val::Vector(r)) => match op {
             BinOp::And => and(l, r, m),
             BinOp::Or => or(l, r, m),
             BinOp::Unless => unless(l, r, m),
-            _ => vector_vector(op, l, r, m, return_bool)?,
+            _ => vector_vector(op, l, r, m, return_bool, v3)?,
         },
         (l, r) => {
             return Err(Error::Execution(format!(
@@ -72,6 +73,7 @@ fn vector_scalar<'d>(
     s: f64,
     swap: bool,
     return_bool: bool,
+    v3: bool,
 ) -> Result<Vec<Elem<'d>>, Error> {
     if op.is_set() {
         return Err(Error::Execution(format!("set operator not allowed in binary scalar expression: {op:?}")));
@@ -89,7 +91,7 @@ fn vector_scalar<'d>(
             keep = true;
         }
         if keep {
-            let labels = if op.drops_metric_name() || return_bool { drop_name(e.labels) } else { e.labels };
+            let labels = if op.drops_metric_name_in(v3) || return_bool { drop_name(e.labels) } else { e.labels };
             out.push(Elem { labels, v: value });
         }
     }
@@ -136,6 +138,7 @@ fn vector_vector<'d>(
     rhs: Vec<Elem<'d>>,
     m: &VectorMatching,
     return_bool: bool,
+    v3: bool,
 ) -> Result<Vec<Elem<'d>>, Error> {
     if lhs.is_empty() || rhs.is_empty() {
         return Ok(Vec::new());
@@ -149,11 +152,13 @@ fn vector_vector<'d>(
         let sig = signature(&e.labels, m);
         if let Some(&prev) = one_sigs.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
+            // Prometheus 3 names the series seen first first.
+            let (a, b) = if v3 { (&one[prev].labels, &e.labels) } else { (&e.labels, &one[prev].labels) };
             return Err(Error::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 prom_string(&match_labels(&e.labels, m)),
-                prom_string(&e.labels),
-                prom_string(&one[prev].labels),
+                prom_string(a),
+                prom_string(b),
             )));
         }
         one_sigs.insert(sig, i);
@@ -165,6 +170,14 @@ fn vector_vector<'d>(
         let sig = signature(&ls.labels, m);
         let Some(&ri) = one_sigs.get(&sig) else { continue };
         let rs = &one[ri];
+        let mut metric = result_metric(&ls.labels, &rs.labels, op, m, v3);
+        if return_bool {
+            metric = metric.without(&[METRIC_NAME]);
+        }
+        // Prometheus 3 checks the matching before a comparison filters the pair out.
+        if v3 {
+            check_match(&mut matched, sig.clone(), &metric, m.card)?;
+        }
         let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
         let (mut value, keep) = elem_binop(op, vl, vr);
         if return_bool {
@@ -172,40 +185,50 @@ fn vector_vector<'d>(
         } else if !keep {
             continue;
         }
-        let mut metric = result_metric(&ls.labels, &rs.labels, op, m);
-        if return_bool {
-            metric = metric.without(&[METRIC_NAME]);
-        }
-        match matched.get_mut(&sig) {
-            Some(seen) => {
-                if m.card == Card::OneToOne {
-                    return Err(Error::Execution(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                            .into(),
-                    ));
-                }
-                if !seen.insert(metric.clone()) {
-                    return Err(Error::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique results".into(),
-                    ));
-                }
-            }
-            None => {
-                let mut seen = HashSet::new();
-                if m.card != Card::OneToOne {
-                    seen.insert(metric.clone());
-                }
-                matched.insert(sig, seen);
-            }
+        if !v3 {
+            check_match(&mut matched, sig, &metric, m.card)?;
         }
         out.push(Elem { labels: Cow::Owned(metric), v: value });
     }
     Ok(out)
 }
 
-fn result_metric(many: &Labels, one: &Labels, op: BinOp, m: &VectorMatching) -> Labels {
+/// Fails when a signature matches twice in one-to-one matching, or when the
+/// grouping labels do not make a many-to-one result unique.
+fn check_match(
+    matched: &mut HashMap<Vec<u8>, HashSet<Labels>>,
+    sig: Vec<u8>,
+    metric: &Labels,
+    card: Card,
+) -> Result<(), Error> {
+    match matched.get_mut(&sig) {
+        Some(seen) => {
+            if card == Card::OneToOne {
+                return Err(Error::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
+                ));
+            }
+            if !seen.insert(metric.clone()) {
+                return Err(Error::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique results".into(),
+                ));
+            }
+        }
+        None => {
+            let mut seen = HashSet::new();
+            if card != Card::OneToOne {
+                seen.insert(metric.clone());
+            }
+            matched.insert(sig, seen);
+        }
+    }
+    Ok(())
+}
+
+fn result_metric(many: &Labels, one: &Labels, op: BinOp, m: &VectorMatching, v3: bool) -> Labels {
     let mut l = many.clone();
-    if op.drops_metric_name() {
+    if op.drops_metric_name_in(v3) {
         l.set(METRIC_NAME, "");
     }
     match m.card {
@@ -278,7 +301,7 @@ mod tests {
         let l = vec![elem(&[("__name__", "a"), ("x", "1")], 6.0)];
         let r = vec![elem(&[("__name__", "b"), ("x", "1")], 2.0)];
         let Val::Vector(out) =
-            eval(BinOp::Div, Val::Vector(l), Val::Vector(r), &matching(Card::OneToOne, false, &[], &[]), false)
+            eval(BinOp::Div, Val::Vector(l), Val::Vector(r), &matching(Card::OneToOne, false, &[], &[]), false, false)
                 .unwrap()
         else {
             panic!()
@@ -297,6 +320,7 @@ mod tests {
             Val::Scalar(2.0),
             &matching(Card::OneToOne, false, &[], &[]),
             false,
+            false,
         )
         .unwrap() else {
             panic!()
@@ -304,7 +328,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].labels.metric_name(), Some("b"));
         assert!(
-            eval(BinOp::Gtr, Val::Vector(v), Val::Scalar(2.0), &matching(Card::OneToOne, false, &[], &[]), true)
+            eval(BinOp::Gtr, Val::Vector(v), Val::Scalar(2.0), &matching(Card::OneToOne, false, &[], &[]), true, false)
                 .is_err(),
             "bool drops names, making the two results collide"
         );
@@ -315,7 +339,9 @@ mod tests {
         let l = vec![elem(&[("x", "1"), ("y", "a")], 1.0), elem(&[("x", "1"), ("y", "b")], 2.0)];
         let r = vec![elem(&[("x", "1"), ("z", "info")], 10.0)];
         let m = matching(Card::ManyToOne, true, &["x"], &["z"]);
-        let Val::Vector(out) = eval(BinOp::Mul, Val::Vector(l), Val::Vector(r), &m, false).unwrap() else { panic!() };
+        let Val::Vector(out) = eval(BinOp::Mul, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap() else {
+            panic!()
+        };
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].labels.get("z"), Some("info"));
         assert_eq!(out[1].v, 20.0);
@@ -326,7 +352,7 @@ mod tests {
         let l = vec![elem(&[("x", "1")], 1.0)];
         let r = vec![elem(&[("x", "1"), ("y", "a")], 1.0), elem(&[("x", "1"), ("y", "b")], 1.0)];
         let m = matching(Card::OneToOne, true, &["x"], &[]);
-        let err = eval(BinOp::Add, Val::Vector(l), Val::Vector(r), &m, false).unwrap_err();
+        let err = eval(BinOp::Add, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap_err();
         assert!(err.to_string().contains("found duplicate series"), "{err}");
     }
 
@@ -340,13 +366,13 @@ mod tests {
             _ => panic!(),
         };
         assert_eq!(
-            vals(eval(BinOp::And, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false).unwrap()),
+            vals(eval(BinOp::And, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false).unwrap()),
             vec![2.0]
         );
         assert_eq!(
-            vals(eval(BinOp::Or, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false).unwrap()),
+            vals(eval(BinOp::Or, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false).unwrap()),
             vec![1.0, 2.0, 30.0]
         );
-        assert_eq!(vals(eval(BinOp::Unless, Val::Vector(l), Val::Vector(r), &m, false).unwrap()), vec![1.0]);
+        assert_eq!(vals(eval(BinOp::Unless, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap()), vec![1.0]);
     }
 }

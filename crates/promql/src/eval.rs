@@ -23,8 +23,18 @@ pub(crate) struct Evaluator<'d> {
     lookback: i64,
     max_samples: usize,
     deadline: Option<Instant>,
+    /// Prometheus 3 semantics ([`crate::Compat::Prometheus3`]): windows exclude their
+    /// start, `(t - range, t]`, and the other differences noted where they apply.
+    pub(crate) v3: bool,
     /// Samples held by the current top-level step (selected points and output).
     samples: Cell<usize>,
+    /// The most `samples` ever held, and the samples read by selectors over all
+    /// steps: Prometheus's `peakSamples` and `totalQueryableSamples`.
+    peak_samples: Cell<usize>,
+    queryable_samples: Cell<u64>,
+    /// The query's `(start, end, step)` in ms (step 0 for an instant query), for the
+    /// duration-expression functions `start()`, `end()`, `range()`, `step()`.
+    pub(crate) query: Cell<(i64, i64, i64)>,
     /// Inner results of subqueries by node address: a subquery evaluated at successive
     /// outer steps (range queries, nested subqueries) reuses the overlap.
     subquery_states: RefCell<HashMap<usize, SubqueryState>>,
@@ -72,7 +82,11 @@ impl<'d> Evaluator<'d> {
             lookback,
             max_samples,
             deadline: None,
+            v3: false,
             samples: Cell::new(0),
+            peak_samples: Cell::new(0),
+            queryable_samples: Cell::new(0),
+            query: Cell::new((0, 0, 0)),
             subquery_states: RefCell::new(HashMap::new()),
             cache_subqueries: Cell::new(false),
             subquery_depth: Cell::new(0),
@@ -95,6 +109,11 @@ impl<'d> Evaluator<'d> {
         self
     }
 
+    pub fn with_compat(mut self, compat: crate::Compat) -> Self {
+        self.v3 = compat == crate::Compat::Prometheus3;
+        self
+    }
+
     fn check_deadline(&self) -> Result<(), Error> {
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout("expression evaluation".into())),
@@ -106,15 +125,26 @@ impl<'d> Evaluator<'d> {
     pub(crate) fn add_samples(&self, n: usize) -> Result<(), Error> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
+        self.peak_samples.set(self.peak_samples.get().max(total));
         if total > self.max_samples {
             return Err(Error::TooManySamples("query execution".into()));
         }
         Ok(())
     }
 
+    /// `(peakSamples, totalQueryableSamples)` of the evaluation so far.
+    pub fn sample_stats(&self) -> (usize, u64) {
+        (self.peak_samples.get(), self.queryable_samples.get())
+    }
+
+    fn read_samples(&self, n: usize) {
+        self.queryable_samples.set(self.queryable_samples.get().saturating_add(n as u64));
+    }
+
     /// An instant query at `t`.
     pub fn instant(&self, root: &Node, t: i64) -> Result<Value, Error> {
         self.samples.set(0);
+        self.query.set((t, t, 0));
         Ok(match self.eval(root, t)? {
             Val::Scalar(v) => Value::Scalar { t, v },
             Val::Str(s) => Value::String { t, s },
@@ -135,6 +165,7 @@ impl<'d> Evaluator<'d> {
         let mut out = SeriesBuilder::default();
         let mut points = 0usize;
         let empty = Labels::default();
+        self.query.set((start, end, step));
         self.cache_subqueries.set(end > start);
         let mut t = start;
         while t <= end {
@@ -159,6 +190,7 @@ impl<'d> Evaluator<'d> {
                     )));
                 }
             }
+            self.peak_samples.set(self.peak_samples.get().max(points));
             if points > self.max_samples {
                 return Err(Error::TooManySamples("query execution".into()));
             }
@@ -179,6 +211,7 @@ impl<'d> Evaluator<'d> {
             Node::Vector(sel) => {
                 let v: Vec<Elem<'d>> =
                     self.vector_selector(sel, t).map(|(l, s)| Elem { labels: Cow::Borrowed(l), v: s.v }).collect();
+                self.read_samples(v.len());
                 self.add_samples(v.len())?;
                 Ok(Val::Vector(v))
             }
@@ -202,7 +235,7 @@ impl<'d> Evaluator<'d> {
             Node::Binary { op, lhs, rhs, matching, return_bool } => {
                 let l = self.eval(lhs, t)?;
                 let r = self.eval(rhs, t)?;
-                binary::eval(*op, l, r, matching, *return_bool)
+                binary::eval(*op, l, r, matching, *return_bool, self.v3)
             }
             Node::Aggregate { op, param, expr, grouping } => {
                 let p = match param {
@@ -210,7 +243,7 @@ impl<'d> Evaluator<'d> {
                     None => None,
                 };
                 let v = self.eval(expr, t)?.into_vector()?;
-                aggregate::eval(*op, p, v, grouping)
+                aggregate::eval(*op, p, v, grouping, self.v3)
             }
             Node::Call { func, args } => functions::call(self, func, args, t),
         }
@@ -222,10 +255,12 @@ impl<'d> Evaluator<'d> {
         let ref_t = sel.ref_time(t);
         let min_t = ref_t.saturating_sub(self.lookback);
         let data: &'d [Series] = self.data.get(sel.id).map(Vec::as_slice).unwrap_or(&[]);
+        let left_open = self.v3;
         data.iter().filter_map(move |s| {
             let i = s.samples.partition_point(|x| x.t <= ref_t);
             let x = *s.samples.get(i.checked_sub(1)?)?;
-            (x.t >= min_t && !is_stale_nan(x.v)).then_some((&s.labels, x))
+            let inside = if left_open { x.t > min_t } else { x.t >= min_t };
+            (inside && !is_stale_nan(x.v)).then_some((&s.labels, x))
         })
     }
 
@@ -238,13 +273,14 @@ impl<'d> Evaluator<'d> {
         let mut out = Vec::new();
         let mut n = 0;
         for s in data {
-            let lo = s.samples.partition_point(|x| x.t < min_t);
+            let lo = s.samples.partition_point(|x| x.t < min_t || (self.v3 && x.t == min_t));
             let hi = s.samples.partition_point(|x| x.t <= ref_t);
             if lo < hi {
                 n += hi - lo;
                 out.push(RangeElem { labels: Cow::Borrowed(&s.labels), samples: Cow::Borrowed(&s.samples[lo..hi]) });
             }
         }
+        self.read_samples(n);
         self.add_samples(n)?;
         Ok(out)
     }
@@ -263,7 +299,7 @@ impl<'d> Evaluator<'d> {
         let lo = ref_t.saturating_sub(range);
         // First multiple of step at or after lo.
         let mut first = lo.div_euclid(step).saturating_mul(step);
-        if first < lo {
+        if first < lo || (self.v3 && first == lo) {
             first = first.saturating_add(step);
         }
         let cache = self.cache_subqueries.get() || self.subquery_depth.get() > 0;

@@ -2,6 +2,7 @@
 //! functions here, range-vector functions in [`crate::range_functions`].
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use pharos_model::{Labels, METRIC_NAME, MatchOp};
@@ -86,6 +87,22 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
     match name {
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => Ok(Val::Scalar(std::f64::consts::PI)),
+        // Duration expressions (Prometheus 3, experimental): the query's own bounds.
+        "start" | "end" | "range" | "step" => {
+            let (start, end, step) = ev.query.get();
+            let ms = match name {
+                "start" => start,
+                "end" => end,
+                "range" => end - start,
+                _ => step,
+            };
+            Ok(Val::Scalar(ms as f64 / 1000.0))
+        }
+        "min_of" | "max_of" => {
+            let a = scalar_arg(ev, args, 0, name, t)?;
+            let b = scalar_arg(ev, args, 1, name, t)?;
+            Ok(Val::Scalar(if name == "min_of" { go_min(a, b) } else { go_max(a, b) }))
+        }
         "vector" => {
             let v = scalar_arg(ev, args, 0, name, t)?;
             Ok(Val::Vector(vec![Elem { labels: Cow::Owned(Labels::default()), v }]))
@@ -112,6 +129,30 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
                 (false, true) => std::cmp::Ordering::Less,
                 _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
                 _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
+            });
+            Ok(Val::Vector(v))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = vector_arg(ev, args, 0, name, t)?;
+            let mut names = Vec::with_capacity(args.len().saturating_sub(1));
+            for i in 1..args.len() {
+                names.push(string_arg(ev, args, i, name, t)?);
+            }
+            let desc = name == "sort_by_label_desc";
+            v.sort_by(|a, b| {
+                let (a, b) = if desc { (b, a) } else { (a, b) };
+                for n in &names {
+                    let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                    // Both directions are asked so the order stays total (Go's sort
+                    // tolerates the natural order's ties, Rust's may not).
+                    match (natural_less(x, y), natural_less(y, x)) {
+                        _ if x == y => {}
+                        (true, false) => return Ordering::Less,
+                        (false, true) => return Ordering::Greater,
+                        _ => return x.cmp(y),
+                    }
+                }
+                a.labels.cmp(&b.labels)
             });
             Ok(Val::Vector(v))
         }
@@ -161,6 +202,43 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
         | "histogram_stdvar" => Ok(Val::Vector(Vec::new())),
         other => Err(exec(format!("function {other:?} is not supported"))),
     }
+}
+
+/// Natural order of label values (`facette.io/natsort`, as Prometheus uses for
+/// `sort_by_label`): runs of digits compare as numbers, other runs as strings.
+fn natural_less(a: &str, b: &str) -> bool {
+    fn chunks(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push(&s[start..i]);
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (i, x) in ca.iter().enumerate() {
+        let Some(y) = cb.get(i) else { return false };
+        let last_a = i == ca.len() - 1;
+        let last_b = i == cb.len() - 1;
+        let equal = match (x.parse::<i64>(), y.parse::<i64>()) {
+            (Ok(p), Ok(q)) if p != q => return p < q,
+            (Ok(_), Ok(_)) => true,
+            _ if x == y => true,
+            _ => return x < y,
+        };
+        if equal {
+            if last_a {
+                return true;
+            } else if last_b {
+                return false;
+            }
+        }
+    }
+    false
 }
 
 fn timestamp<'d>(ev: &Evaluator<'d>, node: &Node, t: i64) -> Result<Val<'d>, Error> {
@@ -420,6 +498,14 @@ mod tests {
         assert_eq!(date_fn("day_of_year")(19_782 * 86_400), 60.0);
         assert_eq!(date_fn("hour")(3_600 * 5 + 59), 5.0);
         assert_eq!(date_fn("minute")(3_600 * 5 + 59 * 60), 59.0);
+    }
+
+    #[test]
+    fn natural_order() {
+        assert!(natural_less("a2", "a10"));
+        assert!(!natural_less("a10", "a2"));
+        assert!(natural_less("abc", "abd"));
+        assert!(natural_less("1", "01a"));
     }
 
     #[test]

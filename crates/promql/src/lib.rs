@@ -28,6 +28,8 @@ mod plan;
 mod range_functions;
 mod value;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pharos_model::{Labels, Matcher, Series};
@@ -47,27 +49,80 @@ pub trait Queryable: Send + Sync {
 #[error("{0}")]
 pub struct SelectError(pub String);
 
-/// Engine limits.
+/// Which Prometheus release the engine follows where releases disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compat {
+    /// Prometheus 2.42: range selector, subquery and lookback windows are closed,
+    /// `[t - range, t]`.
+    #[default]
+    Prometheus2,
+    /// Prometheus 3.x: those windows are left-open, `(t - range, t]`.
+    Prometheus3,
+}
+
+/// Engine semantics and limits. Exceeding a limit fails the query with a clear error
+/// (Prometheus's wording where Prometheus has the limit) before memory runs out.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// How far back an instant vector selector looks for a sample (default 5m).
     pub lookback_delta_ms: i64,
-    /// The most samples a query may hold in memory at once (default 50M).
+    /// Which Prometheus release to follow (default [`Compat::Prometheus2`]).
+    pub compat: Compat,
+    /// The most samples a query may hold in memory at once (default 50M, Prometheus's
+    /// `--query.max-samples`). Samples fetched from storage count too, since the
+    /// engine holds them for the whole evaluation.
     pub max_samples: usize,
-    /// Wall-clock limit of one query (default 2 minutes).
+    /// The most series a query may fetch from storage, over all its selectors
+    /// (0: no limit, the default, as in Prometheus).
+    pub max_series: usize,
+    /// Wall-clock limit of one query (default 2 minutes, Prometheus's `--query.timeout`).
     pub timeout: Duration,
+    /// Queries evaluated at once (default 20, Prometheus's `--query.max-concurrency`);
+    /// further queries wait for a slot rather than fail. The wait counts against the timeout.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { lookback_delta_ms: 300_000, max_samples: 50_000_000, timeout: Duration::from_secs(120) }
+        Self {
+            lookback_delta_ms: 300_000,
+            compat: Compat::default(),
+            max_samples: 50_000_000,
+            max_series: 0,
+            timeout: Duration::from_secs(120),
+            max_concurrent_queries: 20,
+        }
     }
 }
 
-/// The PromQL engine. Cheap to clone; holds no state besides its options.
-#[derive(Debug, Clone, Default)]
+/// The PromQL engine. Cheap to clone; clones share the concurrency limit.
+#[derive(Debug, Clone)]
 pub struct Engine {
     opts: EngineOptions,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
+}
+
+/// What a query cost: Prometheus's `stats` object of the query API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryStats {
+    /// Waiting for a concurrency slot (`execQueueTime`).
+    pub queue_time: Duration,
+    /// Parsing, planning and fetching from storage (`queryPreparationTime`).
+    pub prepare_time: Duration,
+    /// Evaluation over the fetched series (`innerEvalTime`).
+    pub inner_eval_time: Duration,
+    /// From the call to the result (`execTotalTime`, `evalTotalTime`).
+    pub total_time: Duration,
+    /// Samples read by selectors, summed over every step (`totalQueryableSamples`).
+    pub total_queryable_samples: u64,
+    /// The most samples held at once by one step's evaluation (`peakSamples`).
+    pub peak_samples: u64,
 }
 
 /// One element of an instant vector.
@@ -98,6 +153,8 @@ pub enum Error {
     Timeout(String),
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(String),
+    #[error("the query hit the max number of series limit (limit: {0} series)")]
+    TooManySeries(usize),
     #[error("{0}")]
     Storage(String),
 }
@@ -107,27 +164,28 @@ impl Error {
     pub fn error_type(&self) -> &'static str {
         match self {
             Error::Parse(_) => "bad_data",
-            Error::Execution(_) | Error::TooManySamples(_) => "execution",
+            Error::Execution(_) | Error::TooManySamples(_) | Error::TooManySeries(_) => "execution",
             Error::Timeout(_) => "timeout",
             Error::Storage(_) => "internal",
         }
     }
 }
 
+/// Prometheus's `format_query`: the query parsed and printed in its canonical,
+/// indented form.
+pub fn format_query(query: &str) -> Result<String, Error> {
+    Ok(ast::parse(query)?.prettify())
+}
+
 impl Engine {
     pub fn new(opts: EngineOptions) -> Self {
-        Self { opts }
+        let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_queries.max(1)));
+        Self { opts, slots }
     }
 
     /// Evaluates `query` at `t_ms`.
     pub async fn instant(&self, q: &dyn Queryable, query: &str, t_ms: i64) -> Result<Value, Error> {
-        let deadline = Instant::now() + self.opts.timeout;
-        let expr = ast::parse(query)?;
-        let root = ast::lower(&expr, t_ms, t_ms)?;
-        let data = self.fetch(q, &root, t_ms, t_ms, deadline).await?;
-        let ev =
-            eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples).with_deadline(deadline);
-        ev.instant(&root, t_ms)
+        self.instant_with_stats(q, query, t_ms).await.map(|(v, _)| v)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms`; always a [`Value::Matrix`].
@@ -139,7 +197,29 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Value, Error> {
-        let deadline = Instant::now() + self.opts.timeout;
+        self.range_with_stats(q, query, start_ms, end_ms, step_ms).await.map(|(v, _)| v)
+    }
+
+    /// [`Engine::instant`], also reporting what the query cost.
+    pub async fn instant_with_stats(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<(Value, QueryStats), Error> {
+        let expr = ast::parse(query)?;
+        self.run(q, &expr, t_ms, t_ms, None).await
+    }
+
+    /// [`Engine::range`], also reporting what the query cost.
+    pub async fn range_with_stats(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(Value, QueryStats), Error> {
         let expr = ast::parse(query)?;
         ast::check_range_query_type(&expr)?;
         if step_ms <= 0 {
@@ -150,14 +230,47 @@ impl Engine {
         if end_ms < start_ms {
             return Err(Error::Execution("end timestamp must not be before start time".into()));
         }
-        let root = ast::lower(&expr, start_ms, end_ms)?;
-        let data = self.fetch(q, &root, start_ms, end_ms, deadline).await?;
-        let ev =
-            eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples).with_deadline(deadline);
-        ev.range(&root, start_ms, end_ms, step_ms)
+        self.run(q, &expr, start_ms, end_ms, Some(step_ms)).await
+    }
+
+    /// Waits for a slot, fetches and evaluates; `step` is `None` for an instant query.
+    async fn run(
+        &self,
+        q: &dyn Queryable,
+        expr: &promql_parser::parser::Expr,
+        start: i64,
+        end: i64,
+        step: Option<i64>,
+    ) -> Result<(Value, QueryStats), Error> {
+        let began = Instant::now();
+        let deadline = began + self.opts.timeout;
+        let _slot = self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into()))?;
+        let mut stats = QueryStats { queue_time: began.elapsed(), ..QueryStats::default() };
+        if Instant::now() > deadline {
+            return Err(Error::Timeout("query queue".into()));
+        }
+        let prepared = Instant::now();
+        let root = ast::lower(expr, start, end)?;
+        let data = self.fetch(q, &root, start, end, deadline).await?;
+        stats.prepare_time = prepared.elapsed();
+        let evaluating = Instant::now();
+        let ev = eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples)
+            .with_deadline(deadline)
+            .with_compat(self.opts.compat);
+        let v = match step {
+            None => ev.instant(&root, start)?,
+            Some(step) => ev.range(&root, start, end, step)?,
+        };
+        stats.inner_eval_time = evaluating.elapsed();
+        stats.total_time = began.elapsed();
+        let (peak, total) = ev.sample_stats();
+        stats.peak_samples = peak as u64;
+        stats.total_queryable_samples = total;
+        Ok((v, stats))
     }
 
     /// Fetches every selector of `root` concurrently; the result is indexed by selector id.
+    /// Fails as soon as the fetched series or samples exceed the limits.
     async fn fetch(
         &self,
         q: &dyn Queryable,
@@ -167,21 +280,32 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Vec<Vec<Series>>, Error> {
         let requests = plan::plan(root, start, end, self.opts.lookback_delta_ms);
+        let series = AtomicUsize::new(0);
+        let samples = AtomicUsize::new(0);
+        let (series, samples) = (&series, &samples);
         let futs = requests.iter().map(|r| async move {
             let mut all = Vec::new();
             for set in &r.matcher_sets {
                 let got = q.select(set, r.mint, r.maxt).await.map_err(|e| Error::Storage(e.0))?;
+                let n: usize = got.iter().map(|s| s.samples.len()).sum();
+                let total_series = series.fetch_add(got.len(), Ordering::Relaxed) + got.len();
+                if self.opts.max_series > 0 && total_series > self.opts.max_series {
+                    return Err(Error::TooManySeries(self.opts.max_series));
+                }
+                if samples.fetch_add(n, Ordering::Relaxed) + n > self.opts.max_samples {
+                    return Err(Error::TooManySamples("query execution".into()));
+                }
                 all.extend(got);
             }
             Ok::<_, Error>(all)
         });
-        let results = futures::future::join_all(futs).await;
+        let results = futures::future::try_join_all(futs).await?;
         if Instant::now() > deadline {
             return Err(Error::Timeout("query execution".into()));
         }
         let mut data = vec![Vec::new(); requests.len()];
         for (r, res) in requests.iter().zip(results) {
-            data[r.id] = plan::prepare(res?, r);
+            data[r.id] = plan::prepare(res, r);
         }
         Ok(data)
     }
@@ -260,19 +384,104 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_enforced() {
+    fn max_samples_is_enforced_with_prometheus_message() {
         let small = Engine::new(EngineOptions { max_samples: 1, ..EngineOptions::default() });
         let err = run(small.instant(&store(), "up", 20_000)).unwrap_err();
         assert!(matches!(err, Error::TooManySamples(_)), "{err}");
         assert_eq!(err.error_type(), "execution");
+        assert_eq!(err.to_string(), "query processing would load too many samples into memory in query execution");
         let err = run(small.range(&store(), "sum(up)", 0, 20_000, 10_000)).unwrap_err();
         assert!(matches!(err, Error::TooManySamples(_)), "{err}");
-        let ok = run(small.instant(&store(), r#"up{job="a"}"#, 20_000));
-        assert!(ok.is_ok());
+        // Samples fetched count as held: 3 samples of one series, limit 2.
+        let two = Engine::new(EngineOptions { max_samples: 2, ..EngineOptions::default() });
+        let err = run(two.instant(&store(), r#"count_over_time(up{job="a"}[1m])"#, 20_000)).unwrap_err();
+        assert!(matches!(err, Error::TooManySamples(_)), "{err}");
+        let ok = run(small.instant(&store(), r#"down"#, 20_000));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 
+    #[test]
+    fn max_series_is_enforced() {
+        let e = Engine::new(EngineOptions { max_series: 2, ..EngineOptions::default() });
+        assert!(run(e.instant(&store(), "up", 20_000)).is_ok());
+        let err = run(e.instant(&store(), "up + on() group_left down", 20_000)).unwrap_err();
+        assert!(matches!(err, Error::TooManySeries(2)), "{err}");
+        assert_eq!(err.to_string(), "the query hit the max number of series limit (limit: 2 series)");
+        assert_eq!(err.error_type(), "execution");
+    }
+
+    #[test]
+    fn timeout_is_enforced_with_prometheus_message() {
         let hasty = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
         let err = run(hasty.instant(&store(), "up", 0)).unwrap_err();
         assert_eq!(err.error_type(), "timeout");
+        assert!(err.to_string().starts_with("query timed out in "), "{err}");
+    }
+
+    /// Counts selects in flight; each select yields once so others may start meanwhile.
+    #[derive(Default)]
+    struct Counting {
+        active: AtomicUsize,
+        max_active: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Queryable for Counting {
+        async fn select(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<Series>, SelectError> {
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_active.fetch_max(now, Ordering::SeqCst);
+            let mut yielded = false;
+            futures::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    }
+
+    #[test]
+    fn concurrent_queries_queue_beyond_the_limit() {
+        for (limit, want_max) in [(1, 1), (3, 3)] {
+            let e = Engine::new(EngineOptions { max_concurrent_queries: limit, ..EngineOptions::default() });
+            let q = Counting::default();
+            let all = run(futures::future::join_all((0..5).map(|_| e.instant(&q, "up", 0))));
+            assert!(all.iter().all(Result::is_ok), "queued, never rejected");
+            assert_eq!(q.max_active.load(Ordering::SeqCst), want_max);
+        }
+    }
+
+    #[test]
+    fn stats_count_samples_read() {
+        let e = Engine::default();
+        let (_, st) = run(e.instant_with_stats(&store(), "up", 20_000)).unwrap();
+        assert_eq!(st.total_queryable_samples, 2);
+        let (_, st) = run(e.range_with_stats(&store(), r#"up{job="a"}"#, 0, 20_000, 10_000)).unwrap();
+        assert_eq!(st.total_queryable_samples, 3);
+        assert!(st.peak_samples >= 1);
+        let (_, st) = run(e.instant_with_stats(&store(), r#"count_over_time(up[1m])"#, 20_000)).unwrap();
+        assert_eq!(st.total_queryable_samples, 5);
+        assert!(st.total_time >= st.inner_eval_time);
+    }
+
+    #[test]
+    fn prometheus3_windows_are_left_open() {
+        let v3 = Engine::new(EngineOptions { compat: Compat::Prometheus3, ..EngineOptions::default() });
+        let count = |e: &Engine, q: &str, t: i64| match run(e.instant(&store(), q, t)).unwrap() {
+            Value::Vector(v) => v.iter().map(|s| s.v).sum::<f64>(),
+            other => panic!("{other:?}"),
+        };
+        let q = r#"count_over_time(up{job="a"}[10s])"#;
+        assert_eq!(count(&Engine::default(), q, 20_000), 2.0);
+        assert_eq!(count(&v3, q, 20_000), 1.0);
+        // Lookback: the sample at 0 is exactly 5m old at 300s.
+        assert_eq!(count(&Engine::default(), "down", 300_000), 5.0);
+        assert_eq!(count(&v3, "down", 300_000), 0.0);
     }
 
     #[test]

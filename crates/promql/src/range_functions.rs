@@ -37,6 +37,10 @@ pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "present_over_time",
     "absent_over_time",
     "mad_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
 ];
 
 pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) -> Result<Val<'d>, Error> {
@@ -73,9 +77,9 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
             continue;
         }
         let v = match name {
-            "rate" => extrapolated_rate(s, start, end, range, true, true),
-            "increase" => extrapolated_rate(s, start, end, range, true, false),
-            "delta" => extrapolated_rate(s, start, end, range, false, false),
+            "rate" => extrapolated_rate(s, start, end, range, true, true, ev.v3),
+            "increase" => extrapolated_rate(s, start, end, range, true, false, ev.v3),
+            "delta" => extrapolated_rate(s, start, end, range, false, false, ev.v3),
             "irate" => instant_value(s, true),
             "idelta" => instant_value(s, false),
             "changes" => {
@@ -88,9 +92,11 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
                 slope * p1 + intercept
             }),
             "holt_winters" | "double_exponential_smoothing" => holt_winters(s, p1, p2)?,
+            "avg_over_time" if ev.v3 => Some(avg_over_time_v3(s)),
             "avg_over_time" => Some(avg_over_time(s)),
             "min_over_time" => Some(s.iter().fold(s[0].v, |acc, x| if x.v < acc || acc.is_nan() { x.v } else { acc })),
             "max_over_time" => Some(s.iter().fold(s[0].v, |acc, x| if x.v > acc || acc.is_nan() { x.v } else { acc })),
+            "sum_over_time" if ev.v3 => Some(kahan_sum(s)),
             "sum_over_time" => Some(s.iter().map(|x| x.v).sum()),
             "count_over_time" => Some(s.len() as f64),
             "quantile_over_time" => {
@@ -102,6 +108,12 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
             "last_over_time" => Some(s[s.len() - 1].v),
             "first_over_time" => Some(s[0].v),
             "present_over_time" => Some(1.0),
+            // The timestamp of the last maximum/minimum (ties go to the later sample).
+            "ts_of_max_over_time" => Some(ts_of_extreme(s, |cur, best| cur >= best) as f64 / 1000.0),
+            "ts_of_min_over_time" => Some(ts_of_extreme(s, |cur, best| cur <= best) as f64 / 1000.0),
+            "ts_of_first_over_time" => Some(s[0].t as f64 / 1000.0),
+            "ts_of_last_over_time" => Some(s[s.len() - 1].t as f64 / 1000.0),
+            "mad_over_time" if s.iter().any(|x| x.v.is_nan()) => Some(f64::NAN),
             "mad_over_time" => {
                 let mut vals: Vec<f64> = s.iter().map(|x| x.v).collect();
                 let median = quantile(0.5, &mut vals);
@@ -120,7 +132,17 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
 }
 
 /// rate/increase/delta over the window `[start, end]`, extrapolated to its edges.
-fn extrapolated_rate(s: &[Sample], start: i64, end: i64, range: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+/// Prometheus 3 limits the extrapolation to half a sample interval before it
+/// limits it to the counter's zero point; 2.42 did the opposite.
+fn extrapolated_rate(
+    s: &[Sample],
+    start: i64,
+    end: i64,
+    range: i64,
+    is_counter: bool,
+    is_rate: bool,
+    v3: bool,
+) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
@@ -140,13 +162,27 @@ fn extrapolated_rate(s: &[Sample], start: i64, end: i64, range: i64, is_counter:
     let to_end = (end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg_between = sampled / (s.len() - 1) as f64;
+    let threshold = avg_between * 1.1;
+    if v3 {
+        if to_start >= threshold {
+            to_start = avg_between / 2.0;
+        }
+        if is_counter && result > 0.0 && first.v >= 0.0 {
+            to_start = to_start.min(sampled * (first.v / result));
+        }
+        let to_end = if to_end >= threshold { avg_between / 2.0 } else { to_end };
+        result *= (sampled + to_start + to_end) / sampled;
+        if is_rate {
+            result /= range as f64 / 1000.0;
+        }
+        return Some(result);
+    }
     if is_counter && result > 0.0 && first.v >= 0.0 {
         let to_zero = sampled * (first.v / result);
         if to_zero < to_start {
             to_start = to_zero;
         }
     }
-    let threshold = avg_between * 1.1;
     let mut interval = sampled;
     interval += if to_start < threshold { to_start } else { avg_between / 2.0 };
     interval += if to_end < threshold { to_end } else { avg_between / 2.0 };
@@ -155,6 +191,19 @@ fn extrapolated_rate(s: &[Sample], start: i64, end: i64, range: i64, is_counter:
         result /= range as f64 / 1000.0;
     }
     Some(result)
+}
+
+/// The time of the sample `better` prefers (NaN loses to anything), as Prometheus's
+/// `compareOverTime` finds it.
+fn ts_of_extreme(s: &[Sample], better: impl Fn(f64, f64) -> bool) -> i64 {
+    let (mut best, mut ts) = (s[0].v, s[0].t);
+    for p in s {
+        if better(p.v, best) || best.is_nan() {
+            best = p.v;
+            ts = p.t;
+        }
+    }
+    ts
 }
 
 /// irate/idelta: from the last two samples.
@@ -244,6 +293,38 @@ fn avg_over_time(s: &[Sample]) -> f64 {
     if mean.is_infinite() { mean } else { mean + c }
 }
 
+/// Prometheus 3's `sum_over_time`: Kahan summation.
+fn kahan_sum(s: &[Sample]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for p in s {
+        (sum, c) = kahan_inc(p.v, sum, c);
+    }
+    if sum.is_infinite() { sum } else { sum + c }
+}
+
+/// Prometheus 3's `avg_over_time`: a Kahan sum divided by the count, switching to an
+/// incremental mean only when the sum would overflow.
+fn avg_over_time_v3(s: &[Sample]) -> f64 {
+    let (mut sum, mut count, mut mean, mut c) = (s[0].v, 1.0f64, 0.0f64, 0.0f64);
+    let mut incremental = false;
+    for (i, p) in s.iter().enumerate().skip(1) {
+        count = (i + 1) as f64;
+        if !incremental {
+            let (ns, nc) = kahan_inc(p.v, sum, c);
+            if !ns.is_infinite() {
+                (sum, c) = (ns, nc);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(p.v / count, q * mean, q * c);
+    }
+    if incremental { mean + c } else { sum / count + c / count }
+}
+
 fn variance_over_time(s: &[Sample]) -> f64 {
     let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for p in s {
@@ -267,13 +348,22 @@ mod tests {
     fn rate_extrapolates_like_prometheus() {
         // 0..=60s every 10s, +10 per sample, window [0, 60s]: exact 1/s.
         let s = samples(&(0..=6).map(|i| (i * 10_000, i as f64 * 10.0)).collect::<Vec<_>>());
-        let r = extrapolated_rate(&s, 0, 60_000, 60_000, true, true).unwrap();
+        let r = extrapolated_rate(&s, 0, 60_000, 60_000, true, true, false).unwrap();
         assert!((r - 1.0).abs() < 1e-9);
         // a counter reset adds the pre-reset value.
         let s = samples(&[(0, 10.0), (10_000, 20.0), (20_000, 5.0)]);
-        let inc = extrapolated_rate(&s, 0, 20_000, 20_000, true, false).unwrap();
+        let inc = extrapolated_rate(&s, 0, 20_000, 20_000, true, false, false).unwrap();
         assert!((inc - 15.0).abs() < 1e-9, "{inc}");
-        assert!(extrapolated_rate(&s[..1], 0, 1, 1, true, true).is_none());
+        assert!(extrapolated_rate(&s[..1], 0, 1, 1, true, true, false).is_none());
+    }
+
+    #[test]
+    fn ts_of_extremes_prefer_the_later_tie() {
+        let s = samples(&[(0, 1.0), (1_000, 3.0), (2_000, 3.0), (3_000, 1.0)]);
+        assert_eq!(ts_of_extreme(&s, |c, b| c >= b), 2_000);
+        assert_eq!(ts_of_extreme(&s, |c, b| c <= b), 3_000);
+        let s = samples(&[(0, f64::NAN), (1_000, 2.0)]);
+        assert_eq!(ts_of_extreme(&s, |c, b| c >= b), 1_000);
     }
 
     #[test]
