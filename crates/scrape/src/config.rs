@@ -82,6 +82,8 @@ struct RawScrapeConfig {
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
     tls_config: Option<TlsConfig>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<std::path::PathBuf>,
     // A known Prometheus field that this version does not implement yet:
     // rejected with a clear error rather than silently ignored.
     kubernetes_sd_configs: Option<serde_yaml::Value>,
@@ -201,9 +203,10 @@ impl Config {
                 "https" => return Err(Error::Config(format!("{at}.scheme: {}", crate::http::NO_TLS))),
                 _ => return Err(Error::Config(format!("{at}.scheme: must be \"http\" or \"https\", got {scheme:?}"))),
             }
-            let mut client =
-                ClientConfig { basic_auth: sc.basic_auth, authorization: sc.authorization, tls_config: sc.tls_config };
-            client.validate().map_err(|e| Error::Config(format!("{at}: {e}")))?;
+            let client =
+                ClientConfig { basic_auth: sc.basic_auth, authorization: sc.authorization, tls_config: sc.tls_config }
+                    .with_bearer_token(sc.bearer_token, sc.bearer_token_file)
+                    .map_err(|e| Error::Config(format!("{at}: {e}")))?;
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
             if !metrics_path.starts_with('/') {
                 return Err(Error::Config(format!("{at}.metrics_path: must start with '/', got {metrics_path:?}")));
@@ -362,6 +365,18 @@ scrape_configs:
         assert_eq!(j.file_sd_configs[0].files[0], Path::new("/etc/pharos/sd/*.json"));
         let pw = j.client.basic_auth.as_ref().and_then(|b| b.password_file.clone());
         assert_eq!(pw.unwrap(), Path::new("/etc/pharos/secret"));
+    }
+
+    #[test]
+    fn legacy_bearer_token_file_is_authorization() {
+        let mut c = Config::parse("scrape_configs: [{job_name: k, bearer_token_file: token}]").unwrap();
+        c.resolve_paths(Path::new("/var/run"));
+        let a = c.scrape_configs[0].client.authorization.clone().unwrap();
+        assert_eq!(a.kind.as_deref(), Some("Bearer"));
+        assert_eq!(a.credentials_file.unwrap(), Path::new("/var/run/token"));
+        let e =
+            Config::parse("scrape_configs: [{job_name: k, bearer_token: a, basic_auth: {username: u}}]").unwrap_err();
+        assert!(e.to_string().contains("at most one of basic_auth, oauth2, bearer_token"), "{e}");
     }
 
     #[test]

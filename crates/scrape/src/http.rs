@@ -57,6 +57,41 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Folds the deprecated `bearer_token` / `bearer_token_file` into
+    /// `authorization` as Prometheus does, then [`validate`](Self::validate)s.
+    pub fn with_bearer_token(
+        mut self,
+        bearer_token: Option<String>,
+        bearer_token_file: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        if bearer_token.is_some() && bearer_token_file.is_some() {
+            return Err("at most one of bearer_token & bearer_token_file must be configured".into());
+        }
+        if bearer_token.is_some() || bearer_token_file.is_some() {
+            if self.basic_auth.is_some() {
+                return Err(
+                    "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured".into()
+                );
+            }
+            if self.authorization.is_some() {
+                return Err("authorization is not compatible with bearer_token & bearer_token_file".into());
+            }
+            self.authorization = Some(Authorization {
+                kind: Some("Bearer".into()),
+                credentials: bearer_token,
+                credentials_file: bearer_token_file,
+            });
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Whether a scrape reads a secret file (blocking I/O).
+    pub fn reads_files(&self) -> bool {
+        self.basic_auth.as_ref().is_some_and(|b| b.password_file.is_some())
+            || self.authorization.as_ref().is_some_and(|a| a.credentials_file.is_some())
+    }
+
     /// Prometheus's checks; the error is the message without the field path.
     pub fn validate(&mut self) -> Result<(), String> {
         if self.basic_auth.is_some() && self.authorization.is_some() {
@@ -208,6 +243,19 @@ mod tests {
         std::fs::remove_file(dir.join("pw")).unwrap();
         assert!(c.authorization_header().unwrap_err().contains("unable to read secret file"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn legacy_bearer_token_becomes_authorization() {
+        let c = ClientConfig::default().with_bearer_token(Some("t".into()), None).unwrap();
+        assert_eq!(c.authorization_header().unwrap().unwrap(), "Bearer t");
+        let c = ClientConfig::default().with_bearer_token(None, Some("/f".into())).unwrap();
+        assert!(c.reads_files());
+        let e = ClientConfig::default().with_bearer_token(Some("t".into()), Some("/f".into())).unwrap_err();
+        assert!(e.contains("at most one of bearer_token & bearer_token_file"), "{e}");
+        let auth = client("authorization: {credentials: c}").unwrap();
+        let e = auth.with_bearer_token(Some("t".into()), None).unwrap_err();
+        assert!(e.contains("authorization is not compatible with bearer_token"), "{e}");
     }
 
     #[test]

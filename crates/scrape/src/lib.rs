@@ -53,6 +53,14 @@ pub struct Scraper {
     stats: Arc<ScrapeStats>,
     stop: watch::Sender<bool>,
     active: Arc<Mutex<Vec<Target>>>,
+    dropped: Arc<Mutex<Vec<DroppedTarget>>>,
+}
+
+/// A discovered target that `relabel_configs` dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedTarget {
+    pub job: String,
+    pub discovered_labels: pharos_model::Labels,
 }
 
 /// The targets `me` owns among `members` (all targets when alone).
@@ -71,6 +79,7 @@ impl Scraper {
         let stats = Arc::new(ScrapeStats::default());
         let (stop, rx) = watch::channel(false);
         let active = Arc::new(Mutex::new(Vec::new()));
+        let dropped = Arc::new(Mutex::new(Vec::new()));
         let jobs = config
             .scrape_configs
             .iter()
@@ -91,9 +100,10 @@ impl Scraper {
             stop: rx,
             running: HashMap::new(),
             active: active.clone(),
+            dropped: dropped.clone(),
         };
         tokio::spawn(manager.run());
-        Self { stats, stop, active }
+        Self { stats, stop, active, dropped }
     }
 
     pub fn stats(&self) -> Arc<ScrapeStats> {
@@ -103,6 +113,12 @@ impl Scraper {
     /// The targets scraped now, for a targets page.
     pub fn targets(&self) -> Vec<Target> {
         self.active.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The discovered targets relabeling dropped (all of them, not only
+    /// those this scraper would own), for a targets page.
+    pub fn dropped_targets(&self) -> Vec<DroppedTarget> {
+        self.dropped.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops every loop (without staleness markers: the process is going
@@ -132,6 +148,7 @@ struct Manager {
     /// The running loops by target key, each with its "removed" signal.
     running: HashMap<u64, watch::Sender<bool>>,
     active: Arc<Mutex<Vec<Target>>>,
+    dropped: Arc<Mutex<Vec<DroppedTarget>>>,
 }
 
 impl Manager {
@@ -182,10 +199,19 @@ impl Manager {
     /// Starts loops for new targets and stops those of vanished ones.
     fn sync(&mut self) {
         let mut all = Vec::new();
+        let mut dropped = Vec::new();
         for job in &self.jobs {
             let groups = job.statics.iter().chain(job.files.iter().flat_map(|f| f.groups()));
-            all.extend(target::targets_from_groups(&job.config, groups, &self.external));
+            let found = target::discover(&job.config, groups, &self.external);
+            all.extend(found.active);
+            dropped.extend(
+                found
+                    .dropped
+                    .into_iter()
+                    .map(|l| DroppedTarget { job: job.config.job_name.clone(), discovered_labels: l }),
+            );
         }
+        *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) = dropped;
         let owned = owned_targets(all, &self.members, &self.me);
         self.stats.targets.store(owned.len() as u64, Ordering::Relaxed);
         let keys: std::collections::HashSet<u64> = owned.iter().map(|t| t.key).collect();

@@ -121,7 +121,14 @@ async fn scrape(t: &Target, client: &reqwest::Client, ts: i64) -> Result<Process
         .header("accept", ACCEPT)
         .header("x-prometheus-scrape-timeout-seconds", format!("{}", t.timeout_ms as f64 / 1000.0))
         .timeout(Duration::from_millis(t.timeout_ms as u64));
-    if let Some(auth) = t.job.client.authorization_header()? {
+    let auth = if t.job.client.reads_files() {
+        // Secret files are read at every scrape: blocking I/O, off the async threads.
+        let job = t.job.clone();
+        tokio::task::spawn_blocking(move || job.client.authorization_header()).await.map_err(|e| e.to_string())??
+    } else {
+        t.job.client.authorization_header()?
+    };
+    if let Some(auth) = auth {
         req = req.header("authorization", auth);
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;

@@ -194,21 +194,32 @@ impl Target {
     }
 }
 
-/// The targets of one job's groups, in order, without duplicates. Targets
-/// that are not valid are logged and left out.
-pub fn targets_from_groups<'a>(
+/// What one job's groups yield.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The targets to scrape, in order, without duplicates.
+    pub active: Vec<Target>,
+    /// The discovered labels of the targets relabeling dropped, for the
+    /// targets page (`droppedTargets`).
+    pub dropped: Vec<Labels>,
+}
+
+/// Runs every target of one job's groups through the label pipeline.
+/// Targets that are not valid are logged and left out of both lists.
+pub fn discover<'a>(
     job: &Arc<ScrapeConfig>,
     groups: impl IntoIterator<Item = &'a TargetGroup>,
     external: &BTreeMap<String, String>,
-) -> Vec<Target> {
-    let mut out: Vec<Target> = Vec::new();
+) -> Discovered {
+    let mut out = Discovered::default();
     for g in groups {
         for discovered in g.discovered() {
             let made = populate_labels(&discovered, job)
                 .and_then(|full| full.map(|full| Target::new(job, &full, discovered.clone(), external)).transpose());
             match made {
-                Ok(Some(t)) if !out.iter().any(|o| o.key == t.key) => out.push(t),
-                Ok(_) => {}
+                Ok(Some(t)) if !out.active.iter().any(|o| o.key == t.key) => out.active.push(t),
+                Ok(Some(_)) => {}
+                Ok(None) => out.dropped.push(discovered),
                 Err(e) => {
                     tracing::warn!(job = %job.job_name, source = %g.source, labels = %discovered, error = %e, "creating target failed")
                 }
@@ -216,6 +227,15 @@ pub fn targets_from_groups<'a>(
         }
     }
     out
+}
+
+/// The targets of one job's groups, in order, without duplicates.
+pub fn targets_from_groups<'a>(
+    job: &Arc<ScrapeConfig>,
+    groups: impl IntoIterator<Item = &'a TargetGroup>,
+    external: &BTreeMap<String, String>,
+) -> Vec<Target> {
+    discover(job, groups, external).active
 }
 
 /// Every target of the configuration's static configs, in order, without
@@ -374,9 +394,12 @@ scrape_configs:
         assert_eq!(t[0].interval_ms, 30_000);
         assert_eq!(t[0].discovered_labels.get("__meta_zone"), Some("z1"));
         assert_eq!(t[1].labels.get("instance"), Some("h2:9"));
-        // keep drops the whole group without __meta_keep=yes.
+        // keep drops the whole group without __meta_keep=yes; the dropped
+        // targets keep their discovered labels.
         let g = group(&["h1"], &[("__meta_keep", "no")]);
-        assert!(targets_from_groups(&j, [&g], &ext).is_empty());
+        let d = discover(&j, [&g], &ext);
+        assert!(d.active.is_empty());
+        assert_eq!(d.dropped[0].to_string(), r#"{__address__="h1", __meta_keep="no"}"#);
     }
 
     #[test]
