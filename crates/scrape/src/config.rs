@@ -71,6 +71,9 @@ struct RawScrapeConfig {
     label_name_length_limit: u64,
     #[serde(default)]
     label_value_length_limit: u64,
+    body_size_limit: Option<String>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
     #[serde(default)]
     static_configs: Vec<StaticConfig>,
     #[serde(default)]
@@ -113,6 +116,8 @@ pub struct ScrapeConfig {
     pub label_limit: u64,
     pub label_name_length_limit: u64,
     pub label_value_length_limit: u64,
+    /// Bytes of an uncompressed scrape body at most; 0 for no limit.
+    pub body_size_limit: u64,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
@@ -203,10 +208,21 @@ impl Config {
                 "https" => return Err(Error::Config(format!("{at}.scheme: {}", crate::http::NO_TLS))),
                 _ => return Err(Error::Config(format!("{at}.scheme: must be \"http\" or \"https\", got {scheme:?}"))),
             }
-            let client =
-                ClientConfig { basic_auth: sc.basic_auth, authorization: sc.authorization, tls_config: sc.tls_config }
-                    .with_bearer_token(sc.bearer_token, sc.bearer_token_file)
-                    .map_err(|e| Error::Config(format!("{at}: {e}")))?;
+            let client = ClientConfig {
+                basic_auth: sc.basic_auth,
+                authorization: sc.authorization,
+                tls_config: sc.tls_config,
+                follow_redirects: sc.follow_redirects.unwrap_or(true),
+                enable_http2: sc.enable_http2.unwrap_or(true),
+            }
+            .with_bearer_token(sc.bearer_token, sc.bearer_token_file)
+            .map_err(|e| Error::Config(format!("{at}: {e}")))?;
+            let body_size_limit = match sc.body_size_limit.as_deref() {
+                None => 0,
+                Some(s) => {
+                    crate::http::parse_size(s).map_err(|e| Error::Config(format!("{at}.body_size_limit: {e}")))?
+                }
+            };
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
             if !metrics_path.starts_with('/') {
                 return Err(Error::Config(format!("{at}.metrics_path: must start with '/', got {metrics_path:?}")));
@@ -233,6 +249,7 @@ impl Config {
                 label_limit: sc.label_limit,
                 label_name_length_limit: sc.label_name_length_limit,
                 label_value_length_limit: sc.label_value_length_limit,
+                body_size_limit,
                 static_configs: sc.static_configs,
                 file_sd_configs: sc.file_sd_configs,
                 relabel_configs: sc.relabel_configs,
@@ -261,6 +278,7 @@ impl Config {
                 label_limit: 0,
                 label_name_length_limit: 0,
                 label_value_length_limit: 0,
+                body_size_limit: 0,
                 static_configs: vec![StaticConfig { targets, labels: BTreeMap::new() }],
                 file_sd_configs: Vec::new(),
                 relabel_configs: Vec::new(),
@@ -333,6 +351,9 @@ scrape_configs:
     label_limit: 30
     label_name_length_limit: 200
     label_value_length_limit: 500
+    body_size_limit: 10MB
+    follow_redirects: false
+    enable_http2: true
     basic_auth: {username: u, password_file: secret}
     tls_config: {ca_file: ca.pem, insecure_skip_verify: true}
     file_sd_configs:
@@ -356,6 +377,8 @@ scrape_configs:
             (j.sample_limit, j.label_limit, j.label_name_length_limit, j.label_value_length_limit),
             (100, 30, 200, 500)
         );
+        assert_eq!(j.body_size_limit, 10 << 20);
+        assert!(!j.client.follow_redirects);
         assert_eq!(j.relabel_configs.len(), 2);
         assert_eq!(j.metric_relabel_configs[0].action, crate::relabel::Action::Drop);
         assert_eq!(j.file_sd_configs[0].refresh_interval_ms, 60_000);

@@ -49,11 +49,27 @@ pub struct TlsConfig {
 }
 
 /// The HTTP settings of one job.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
     pub tls_config: Option<TlsConfig>,
+    /// Follow HTTP redirects (Prometheus's default: true).
+    pub follow_redirects: bool,
+    /// Accepted for compatibility; without TLS there is no HTTP/2 to negotiate.
+    pub enable_http2: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            basic_auth: None,
+            authorization: None,
+            tls_config: None,
+            follow_redirects: true,
+            enable_http2: true,
+        }
+    }
 }
 
 impl ClientConfig {
@@ -84,6 +100,16 @@ impl ClientConfig {
         }
         self.validate()?;
         Ok(self)
+    }
+
+    /// The HTTP client of a job with these settings.
+    pub fn build_client(&self) -> reqwest::Client {
+        let redirects = if self.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        reqwest::Client::builder().redirect(redirects).build().unwrap_or_default()
     }
 
     /// Whether a scrape reads a secret file (blocking I/O).
@@ -175,6 +201,27 @@ fn read_secret(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("unable to read secret file {}: {e}", path.display()))
 }
 
+/// Prometheus's `units.Base2Bytes`: an integer with `B`, `KB`/`KiB`, `MB`/`MiB`,
+/// `GB`/`GiB`, `TB`/`TiB`, `PB`/`PiB` or `EB`/`EiB`, all powers of 1024 (`0`
+/// alone is allowed).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let err = || format!("invalid size {s:?}");
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().map_err(|_| err())?;
+    let shift = match &s[digits..] {
+        "" if n == 0 => 0,
+        "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        "PB" | "PiB" => 50,
+        "EB" | "EiB" => 60,
+        _ => return Err(err()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(err)
+}
+
 /// Standard base64 with padding (RFC 4648), for `Basic` credentials.
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -205,7 +252,12 @@ mod tests {
             tls_config: Option<TlsConfig>,
         }
         let r: Raw = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
-        let mut c = ClientConfig { basic_auth: r.basic_auth, authorization: r.authorization, tls_config: r.tls_config };
+        let mut c = ClientConfig {
+            basic_auth: r.basic_auth,
+            authorization: r.authorization,
+            tls_config: r.tls_config,
+            ..ClientConfig::default()
+        };
         c.validate()?;
         Ok(c)
     }
@@ -216,6 +268,17 @@ mod tests {
             [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
         {
             assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn sizes_are_base_2() {
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in ["10", "MB", "10 MB", "10mb", "99999999EB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 

@@ -85,7 +85,7 @@ impl Scraper {
             .iter()
             .map(|j| Job {
                 config: Arc::new(j.clone()),
-                client: reqwest::Client::builder().build().unwrap_or_default(),
+                client: j.client.build_client(),
                 statics: target::static_groups(j),
                 files: j.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
             })

@@ -136,7 +136,16 @@ async fn scrape(t: &Target, client: &reqwest::Client, ts: i64) -> Result<Process
         return Err(format!("server returned HTTP status {}", resp.status()));
     }
     let format = Format::from_content_type(resp.headers().get("content-type").and_then(|v| v.to_str().ok()));
-    let body = resp.text().await.map_err(|e| e.to_string())?;
+    let limit = t.job.body_size_limit;
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        bytes.extend_from_slice(&chunk);
+        if limit > 0 && bytes.len() as u64 > limit {
+            return Err("body size limit exceeded".into());
+        }
+    }
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let target_labels = t.labels.clone();
     let job = t.job.clone();
     tokio::task::spawn_blocking(move || {

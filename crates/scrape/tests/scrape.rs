@@ -112,3 +112,19 @@ scrape_configs:
     scraper.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_body_size_limit_fails_the_scrape() {
+    let addr = serve(Arc::new(Mutex::new(Vec::new()))).await;
+    let config = Config::parse(&format!(
+        "scrape_configs: [{{job_name: files, scrape_interval: 1s, body_size_limit: 10B, static_configs: [{{targets: ['{addr}']}}]}}]"
+    ))
+    .unwrap();
+    let storage = Arc::new(MemStorage::new());
+    let sink = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(storage.clone()))]));
+    let scraper = Scraper::start(&config, &[], "s", sink);
+    wait_for("up", || last(&storage, "up").is_some()).await;
+    assert_eq!(last(&storage, "up").unwrap().1, 0.0);
+    assert!(last(&storage, "a").is_none());
+    scraper.stop();
+}
