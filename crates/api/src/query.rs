@@ -7,9 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use pharos_cluster::Cluster;
-use pharos_model::{Matcher, Series};
-use pharos_promql::{Engine, Queryable, SelectError};
-use serde_json::Value as J;
+use pharos_model::{Labels, METRIC_NAME, MatchOp, Matcher, Series};
+use pharos_promql::{Engine, QueryStats, Queryable, SelectError};
+use serde_json::{Value as J, json};
 
 use crate::json::{self, success};
 use crate::params::{self, now_ms, time_param};
@@ -65,8 +65,8 @@ pub async fn instant(
     let q = query_param(&r)?;
     let t = time_param(&r.params, "time", now_ms())?;
     let view = TenantView { cluster: &st.cluster, tenant: &r.tenant };
-    let v = st.engine.instant(&view, q, t).await?;
-    Ok(success(json::value(&v)))
+    let (v, stats) = st.engine.instant_with_stats(&view, q, t).await?;
+    Ok(success(with_stats(json::value(&v), &r, &stats)))
 }
 
 pub async fn range(
@@ -103,8 +103,114 @@ pub async fn range(
         ));
     }
     let view = TenantView { cluster: &st.cluster, tenant: &r.tenant };
-    let v = st.engine.range(&view, q, start, end, step).await?;
-    Ok(success(json::value(&v)))
+    let (v, stats) = st.engine.range_with_stats(&view, q, start, end, step).await?;
+    Ok(success(with_stats(json::value(&v), &r, &stats)))
+}
+
+/// Adds Prometheus's `stats` object when the request asks for it (`stats=<anything>`).
+fn with_stats(mut data: J, r: &Req, s: &QueryStats) -> J {
+    if params::get(&r.params, "stats").is_some_and(|v| !v.is_empty()) {
+        data["stats"] = stats_json(s);
+    }
+    data
+}
+
+fn stats_json(s: &QueryStats) -> J {
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    json!({
+        "timings": {
+            "evalTotalTime": secs(s.total_time),
+            "resultSortTime": 0,
+            "queryPreparationTime": secs(s.prepare_time),
+            "innerEvalTime": secs(s.inner_eval_time),
+            "execQueueTime": secs(s.queue_time),
+            "execTotalTime": secs(s.total_time),
+        },
+        "samples": {
+            "totalQueryableSamples": s.total_queryable_samples,
+            "peakSamples": s.peak_samples,
+        },
+    })
+}
+
+/// `GET|POST /api/v1/format_query`: the query, prettified as Prometheus prints it.
+pub async fn format_query(
+    State(st): State<QueryState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<J>, ApiError> {
+    st.metrics.http_requests.inc("/api/v1/format_query");
+    let params = params::collect(uri.query(), &headers, &body);
+    let q = params::get(&params, "query").unwrap_or("");
+    let pretty =
+        pharos_promql::format_query(q).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    Ok(success(J::String(pretty)))
+}
+
+/// Prometheus's `limit` parameter: absent or 0 means no limit.
+fn limit_param(r: &Req) -> Result<usize, ApiError> {
+    match params::get(&r.params, "limit") {
+        None | Some("") => Ok(usize::MAX),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => Err(ApiError::bad_data("invalid parameter \"limit\": limit must be non-negative")),
+            Ok(0) => Ok(usize::MAX),
+            Ok(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            Err(e) => Err(ApiError::bad_data(format!("invalid parameter \"limit\": {e}"))),
+        },
+    }
+}
+
+/// A list cut to `limit` items, with Prometheus's warning when something was cut.
+fn limited(mut items: Vec<J>, limit: usize) -> axum::Json<J> {
+    if items.len() > limit {
+        items.truncate(limit);
+        return axum::Json(json!({
+            "status": "success",
+            "data": items,
+            "warnings": ["results truncated due to limit"],
+        }));
+    }
+    success(J::Array(items))
+}
+
+/// The `start`/`end` of a metadata request, when it gives either (Prometheus's
+/// defaults are the beginning and end of time).
+fn time_range(r: &Req) -> Result<Option<(i64, i64)>, ApiError> {
+    let given = |n: &str| params::get(&r.params, n).is_some_and(|v| !v.is_empty());
+    if !given("start") && !given("end") {
+        return Ok(None);
+    }
+    let start = time_param(&r.params, "start", i64::MIN)?;
+    let end = time_param(&r.params, "end", i64::MAX)?;
+    if end < start {
+        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+    }
+    Ok(Some((start, end)))
+}
+
+/// Label sets of the series matching any of `sets` (every series when there are
+/// none) that have samples in `[start, end]`. The index has no time bounds, so this
+/// reads the samples in range through a select.
+async fn series_in_range(
+    st: &QueryState,
+    tenant: &str,
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+) -> Result<std::collections::BTreeSet<Labels>, ApiError> {
+    let sets = if sets.is_empty() {
+        let any = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+").map_err(|e| ApiError::internal(e.to_string()))?;
+        vec![vec![any]]
+    } else {
+        sets
+    };
+    let mut all = std::collections::BTreeSet::new();
+    for set in sets {
+        let got = st.cluster.select(tenant, &set, start, end).await?;
+        all.extend(got.into_iter().filter(|s| !s.samples.is_empty()).map(|s| s.labels));
+    }
+    Ok(all)
 }
 
 fn matcher_sets(r: &Req, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
@@ -127,23 +233,41 @@ pub async fn series(
 ) -> Result<axum::Json<J>, ApiError> {
     st.metrics.http_requests.inc("/api/v1/series");
     let r = req(&uri, &headers, &body)?;
-    let mut all = std::collections::BTreeSet::new();
-    for set in matcher_sets(&r, true)? {
-        all.extend(st.cluster.series(&r.tenant, &set).await?);
-    }
-    Ok(success(J::Array(all.iter().map(json::labels).collect())))
+    let limit = limit_param(&r)?;
+    let sets = matcher_sets(&r, true)?;
+    let all = match time_range(&r)? {
+        Some((start, end)) => series_in_range(&st, &r.tenant, sets, start, end).await?,
+        None => {
+            let mut all = std::collections::BTreeSet::new();
+            for set in sets {
+                all.extend(st.cluster.series(&r.tenant, &set).await?);
+            }
+            all
+        }
+    };
+    Ok(limited(all.iter().map(json::labels).collect(), limit))
 }
 
 async fn labels(st: &QueryState, r: &Req, name: Option<&str>) -> Result<axum::Json<J>, ApiError> {
+    let limit = limit_param(r)?;
     let sets = matcher_sets(r, false)?;
     let mut all = std::collections::BTreeSet::new();
-    if sets.is_empty() {
-        all.extend(st.cluster.labels(&r.tenant, name, &[]).await?);
+    if let Some((start, end)) = time_range(r)? {
+        for l in series_in_range(st, &r.tenant, sets, start, end).await? {
+            match name {
+                Some(n) => all.extend(l.get(n).filter(|v| !v.is_empty()).map(str::to_string)),
+                None => all.extend(l.iter().map(|x| x.name.clone())),
+            }
+        }
+    } else {
+        if sets.is_empty() {
+            all.extend(st.cluster.labels(&r.tenant, name, &[]).await?);
+        }
+        for set in sets {
+            all.extend(st.cluster.labels(&r.tenant, name, &set).await?);
+        }
     }
-    for set in sets {
-        all.extend(st.cluster.labels(&r.tenant, name, &set).await?);
-    }
-    Ok(success(J::Array(all.into_iter().map(J::String).collect())))
+    Ok(limited(all.into_iter().map(J::String).collect(), limit))
 }
 
 pub async fn label_names(
@@ -171,4 +295,106 @@ pub async fn label_values(
     }
     let r = req(&uri, &headers, &Bytes::new())?;
     labels(&st, &r, Some(&name)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pharos_cluster::LocalShard;
+    use pharos_model::Sample;
+    use pharos_tsdb::{MemStorage, SeriesSamples};
+
+    /// Two `up` series with samples at 10s and 20s, in one in-memory shard.
+    async fn state() -> QueryState {
+        let cluster = Cluster::new(vec![Arc::new(LocalShard::new(Arc::new(MemStorage::new())))]);
+        let batch = ["a", "b"]
+            .iter()
+            .map(|job| SeriesSamples {
+                labels: Labels::from_pairs(&[("__name__", "up"), ("job", job)]),
+                samples: vec![Sample::new(10_000, 1.0), Sample::new(20_000, 1.0)],
+            })
+            .collect();
+        cluster.append(pharos_model::DEFAULT_TENANT, batch).await.unwrap();
+        QueryState { cluster: Arc::new(cluster), engine: Arc::new(Engine::default()), metrics: Metrics::new() }
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    async fn get(
+        f: impl AsyncFnOnce(State<QueryState>, Uri, HeaderMap, Bytes) -> Result<axum::Json<J>, ApiError>,
+        st: &QueryState,
+        u: &str,
+    ) -> Result<J, ApiError> {
+        f(State(st.clone()), uri(u), HeaderMap::new(), Bytes::new()).await.map(|j| j.0)
+    }
+
+    #[tokio::test]
+    async fn format_query_prettifies_and_rejects_bad_queries() {
+        let st = state().await;
+        let v = get(format_query, &st, "/api/v1/format_query?query=sum(rate(x%5B5m%5D))%20by%20(job)").await.unwrap();
+        assert_eq!(v["status"], "success");
+        let pretty = v["data"].as_str().unwrap();
+        assert!(pretty.contains("sum by (job)") && pretty.contains("rate(x[5m])"), "{pretty}");
+        let err = get(format_query, &st, "/api/v1/format_query?query=sum(").await.unwrap_err();
+        assert_eq!(err.error_type, "bad_data");
+        assert!(err.message.starts_with("invalid parameter \"query\""), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn stats_are_reported_only_when_asked() {
+        let st = state().await;
+        let v = get(instant, &st, "/api/v1/query?query=up&time=25&stats=all").await.unwrap();
+        assert_eq!(v["data"]["stats"]["samples"]["totalQueryableSamples"], 2, "{v}");
+        assert!(v["data"]["stats"]["timings"]["execTotalTime"].is_f64(), "{v}");
+        let v = get(instant, &st, "/api/v1/query?query=up&time=25").await.unwrap();
+        assert!(v["data"].get("stats").is_none(), "{v}");
+        let v = get(range, &st, "/api/v1/query_range?query=up&start=10&end=20&step=10&stats=all").await.unwrap();
+        assert_eq!(v["data"]["stats"]["samples"]["totalQueryableSamples"], 4, "{v}");
+    }
+
+    #[tokio::test]
+    async fn metadata_honors_limit() {
+        let st = state().await;
+        let v = get(series, &st, "/api/v1/series?match[]=up&limit=1").await.unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["warnings"][0], "results truncated due to limit");
+        let v = get(series, &st, "/api/v1/series?match[]=up&limit=2").await.unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2, "{v}");
+        assert!(v.get("warnings").is_none());
+        let v = get(label_names, &st, "/api/v1/labels?limit=1").await.unwrap();
+        assert_eq!(v["data"], json!(["__name__"]), "{v}");
+        let err = get(series, &st, "/api/v1/series?match[]=up&limit=-1").await.unwrap_err();
+        assert_eq!(err.error_type, "bad_data");
+        let v = label_values(
+            State(st.clone()),
+            Path("job".into()),
+            uri("/api/v1/label/job/values?limit=1"),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap()
+        .0;
+        assert_eq!(v["data"], json!(["a"]), "{v}");
+    }
+
+    #[tokio::test]
+    async fn metadata_honors_match_start_and_end() {
+        let st = state().await;
+        let v = get(series, &st, "/api/v1/series?match[]=up%7Bjob%3D%22b%22%7D").await.unwrap();
+        assert_eq!(v["data"], json!([{"__name__": "up", "job": "b"}]), "{v}");
+        let v = get(series, &st, "/api/v1/series?match[]=up&start=15&end=30").await.unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2, "{v}");
+        let v = get(series, &st, "/api/v1/series?match[]=up&start=30").await.unwrap();
+        assert_eq!(v["data"], json!([]), "{v}");
+        let v = get(label_names, &st, "/api/v1/labels?end=5").await.unwrap();
+        assert_eq!(v["data"], json!([]), "{v}");
+        let v = get(label_names, &st, "/api/v1/labels?start=0&end=10").await.unwrap();
+        assert_eq!(v["data"], json!(["__name__", "job"]), "{v}");
+        let v = get(label_names, &st, "/api/v1/labels?match[]=up%7Bjob%3D%22a%22%7D&start=0").await.unwrap();
+        assert_eq!(v["data"], json!(["__name__", "job"]), "{v}");
+        let err = get(series, &st, "/api/v1/series?match[]=up&start=30&end=10").await.unwrap_err();
+        assert_eq!(err.error_type, "bad_data");
+    }
 }
