@@ -1,4 +1,5 @@
-//! pharos-promql: a PromQL engine with Prometheus 2.42 semantics.
+//! pharos-promql: a PromQL engine with Prometheus 2.42 semantics by default and
+//! Prometheus 3.x semantics on request ([`Compat`]).
 //!
 //! A query goes through four stages, and only one of them does I/O:
 //!
@@ -13,7 +14,7 @@
 //! 4. **evaluate** ([`eval`]): a synchronous evaluator over the fetched series, step
 //!    by step; it never touches I/O and is unit tested with in-memory series.
 //!
-//! Semantics follow Prometheus 2.42: the lookback window and range selector windows
+//! By default semantics follow Prometheus 2.42: the lookback window and range selector windows
 //! are closed on both ends (`[t - range, t]`), stale markers end a series, metric
 //! names are dropped by functions and arithmetic as Prometheus does, and errors carry
 //! Prometheus's messages.
