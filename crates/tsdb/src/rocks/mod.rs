@@ -373,8 +373,8 @@ impl RocksStorage {
             let stored = pharos_chunkenc::encode_stored(chunk.bytes())
                 .map_err(|e| Error::Corrupt(format!("head chunk of series {id}: {e}")))?;
             let key = keys::chunk_key(id, min);
-            batch.put_cf(self.cf(CF_CHUNKS)?, &key, keys::chunk_value(max, &stored));
-            batch.put_cf(self.cf(CF_HEADS)?, keys::series_key(id), &key);
+            batch.put_cf(self.cf(CF_CHUNKS)?, key, keys::chunk_value(max, &stored));
+            batch.put_cf(self.cf(CF_HEADS)?, keys::series_key(id), key);
         }
         Ok(())
     }
