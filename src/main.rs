@@ -1,7 +1,9 @@
 //! `pharos`: the one binary. It parses the command line and wires the
 //! crates into a role; it decides nothing itself.
 
+mod replication;
 mod roles;
+mod status;
 mod supervisor;
 mod topology;
 
@@ -32,6 +34,40 @@ enum Command {
     Gateway(RoleArgs),
     /// Scrapes the targets this scraper owns and writes to the shards.
     Scraper(ScraperArgs),
+    /// Administration of a running cluster.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Add a replica to a shard's raft group (learner, catch up, voter).
+    AddReplica {
+        /// gRPC address (host:port) of any replica of the shard.
+        #[arg(long)]
+        via: String,
+        /// The new replica's id, `ingester-N`.
+        #[arg(long)]
+        id: String,
+        /// Its gRPC address.
+        #[arg(long)]
+        grpc: String,
+    },
+    /// Remove a replica from a shard's raft group.
+    RemoveReplica {
+        /// gRPC address (host:port) of any replica of the shard.
+        #[arg(long)]
+        via: String,
+        /// The replica's id, `ingester-N`.
+        #[arg(long)]
+        id: String,
+    },
+    /// Print one replica's raft status as JSON.
+    ReplicaStatus {
+        /// Its gRPC address.
+        #[arg(long)]
+        grpc: String,
+    },
 }
 
 #[derive(Args)]
@@ -86,6 +122,7 @@ pub struct ClusterUpArgs {
     pub dir: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub shards: u32,
+    /// Replicas per shard; with more than one each shard is a raft group.
     #[arg(long, default_value_t = 1)]
     pub replication_factor: u32,
     #[arg(long, default_value_t = 1)]
@@ -156,6 +193,7 @@ fn main() -> std::process::ExitCode {
             Command::Querier(a) => roles::querier(a).await,
             Command::Gateway(a) => roles::gateway(a).await,
             Command::Scraper(a) => roles::scraper(a).await,
+            Command::Admin(c) => replication::admin(c).await,
         }
     });
     match result {

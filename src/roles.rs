@@ -191,9 +191,14 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     spawn_maintenance(tsdb.clone());
+    let replica = crate::replication::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone()).await?;
+    if let Some(r) = &replica {
+        crate::replication::register_raft_metrics(&metrics, r.clone());
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut rx2 = rx.clone();
-    let grpc_task = tokio::spawn(pharos_cluster::serve_ingester(grpc, LocalShard::new(tsdb.clone()), async move {
+    let shard = LocalShard::new(tsdb.clone());
+    let grpc_task = tokio::spawn(pharos_cluster::serve_ingester(grpc, shard, replica.clone(), async move {
         let _ = rx2.changed().await;
     }));
     let router = pharos_api::common_routes(metrics);
@@ -208,6 +213,9 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
         Ok(r) => r?,
         Err(e) => anyhow::bail!("gRPC task: {e}"),
     }
+    if let Some(r) = replica {
+        r.shutdown().await;
+    }
     flush_on_exit(tsdb).await;
     Ok(())
 }
@@ -218,9 +226,8 @@ pub async fn querier(a: RoleArgs) -> anyhow::Result<()> {
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
     let cluster = Arc::new(topo.cluster()?);
-    let t2 = topo.clone();
     let router = pharos_api::query_routes(query_state(cluster, metrics.clone()))
-        .merge(pharos_api::status_routes(Arc::new(move || t2.status())))
+        .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
     pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
     Ok(())
@@ -233,10 +240,9 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let cluster = Arc::new(topo.cluster()?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
-    let t2 = topo.clone();
     let router = pharos_api::write_routes(cluster, metrics.clone())
         .merge(pharos_api::proxy_routes(queriers))
-        .merge(pharos_api::status_routes(Arc::new(move || t2.status())))
+        .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
     pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
     Ok(())

@@ -110,8 +110,8 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.shards >= 1, "--shards must be at least 1");
     anyhow::ensure!(a.scrapers >= 1 && a.queriers >= 1, "--scrapers and --queriers must be at least 1");
     anyhow::ensure!(
-        a.replication_factor == 1,
-        "--replication-factor {} is not supported by this version: shards are not replicated yet, use 1",
+        (1..=7).contains(&a.replication_factor),
+        "--replication-factor must be between 1 and 7 (3 survives one lost replica), got {}",
         a.replication_factor
     );
     if let Some(c) = &a.config {

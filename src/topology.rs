@@ -20,8 +20,14 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ShardTopology {
     pub id: u32,
-    /// Replicas, the leader first.
+    /// Replicas. With more than one the shard is a raft group, which the
+    /// first replica forms on its first start; the leader is elected.
     pub replicas: Vec<Endpoint>,
+}
+
+/// The raft node id of a replica: N of `ingester-N`.
+pub fn node_id(replica: &str) -> Option<u64> {
+    replica.strip_prefix("ingester-")?.parse().ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +55,11 @@ impl Topology {
             anyhow::ensure!(!s.replicas.is_empty(), "shards[{i}].replicas: at least one replica is needed");
             for (j, r) in s.replicas.iter().enumerate() {
                 anyhow::ensure!(r.grpc.is_some(), "shards[{i}].replicas[{j}].grpc: missing");
+                anyhow::ensure!(
+                    s.replicas.len() < 2 || node_id(&r.id).is_some(),
+                    "shards[{i}].replicas[{j}].id: a replica of a replicated shard is named ingester-N, got {:?}",
+                    r.id
+                );
             }
         }
         Ok(())
@@ -81,12 +92,17 @@ impl Topology {
         })
     }
 
-    /// A remote client for every shard (its first replica).
+    /// A remote client for every shard, which finds and follows the leader
+    /// of a replicated one.
     pub fn cluster(&self) -> anyhow::Result<pharos_cluster::Cluster> {
         let mut shards: Vec<std::sync::Arc<dyn pharos_cluster::Shard>> = Vec::new();
         for s in &self.shards {
-            let addr = s.replicas.first().and_then(|r| r.grpc.clone()).context("shard without replica")?;
-            shards.push(std::sync::Arc::new(pharos_cluster::RemoteShard::new(s.id, &addr)?));
+            let replicas: Vec<(Option<u64>, String)> = s
+                .replicas
+                .iter()
+                .map(|r| Ok((node_id(&r.id), r.grpc.clone().context("replica without grpc")?)))
+                .collect::<anyhow::Result<_>>()?;
+            shards.push(std::sync::Arc::new(pharos_cluster::RemoteShard::replicated(s.id, &replicas)?));
         }
         Ok(pharos_cluster::Cluster::new(shards))
     }

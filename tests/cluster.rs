@@ -99,7 +99,7 @@ fn cluster_up_rejects_bad_arguments() {
     let out = pharos()
         .args(["cluster", "up", "--dir"])
         .arg(dir.path())
-        .args(["--replication-factor", "3", "--listen", &free_addr()])
+        .args(["--replication-factor", "0", "--listen", &free_addr()])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -2,7 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = "../../proto";
-    let files = ["prometheus/remote.proto", "pharos/ingester.proto"];
+    let files = ["prometheus/remote.proto", "pharos/ingester.proto", "pharos/raft.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={root}/{f}");
     }

@@ -7,8 +7,28 @@ pub enum Error {
     Storage(#[from] pharos_tsdb::Error),
     #[error("shard {shard} unavailable: {msg}")]
     Unavailable { shard: u32, msg: String },
+    /// A replica that is not its shard's raft leader; `leader` is the raft
+    /// id of the one it knows of.
+    #[error("not leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64>, addr: Option<String> },
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// gRPC metadata naming the leader in a "not leader" answer.
+pub const LEADER_ID_HEADER: &str = "pharos-leader-id";
+pub const LEADER_ADDR_HEADER: &str = "pharos-leader-addr";
+const NOT_LEADER: &str = "not leader";
+
+impl From<pharos_raft::Error> for Error {
+    fn from(e: pharos_raft::Error) -> Self {
+        match e {
+            pharos_raft::Error::NotLeader { leader, leader_addr } => Error::NotLeader { leader, addr: leader_addr },
+            pharos_raft::Error::Storage(s) => Error::Storage(s),
+            // Raft trouble (no quorum, shutting down, lost entry) is worth retrying elsewhere.
+            other => Error::Unavailable { shard: 0, msg: other.to_string() },
+        }
+    }
 }
 
 impl From<Error> for tonic::Status {
@@ -16,6 +36,16 @@ impl From<Error> for tonic::Status {
         match e {
             Error::BadRequest(m) => tonic::Status::invalid_argument(m),
             Error::Unavailable { .. } => tonic::Status::unavailable(e.to_string()),
+            Error::NotLeader { leader, addr } => {
+                let mut s = tonic::Status::failed_precondition(NOT_LEADER);
+                if let Some(v) = leader.and_then(|l| l.to_string().parse().ok()) {
+                    s.metadata_mut().insert(LEADER_ID_HEADER, v);
+                }
+                if let Some(v) = addr.and_then(|a| a.parse().ok()) {
+                    s.metadata_mut().insert(LEADER_ADDR_HEADER, v);
+                }
+                s
+            }
             other => tonic::Status::internal(other.to_string()),
         }
     }
@@ -27,6 +57,13 @@ impl Error {
         match s.code() {
             tonic::Code::InvalidArgument => Error::BadRequest(s.message().to_string()),
             tonic::Code::Internal => Error::Internal(format!("shard {shard}: {}", s.message())),
+            tonic::Code::FailedPrecondition if s.message() == NOT_LEADER => {
+                let meta = |k: &str| s.metadata().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+                Error::NotLeader {
+                    leader: meta(LEADER_ID_HEADER).and_then(|v| v.parse().ok()),
+                    addr: meta(LEADER_ADDR_HEADER),
+                }
+            }
             _ => Error::Unavailable { shard, msg: s.message().to_string() },
         }
     }

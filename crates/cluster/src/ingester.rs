@@ -1,11 +1,19 @@
 //! The ingester's gRPC service over its TSDB.
+//!
+//! In a replicated shard the service holds the shard's raft [`Replica`]:
+//! writes go through raft (committed by a quorum, then applied), and every
+//! read first passes the replica's read barrier, so only the leader answers
+//! and it answers with every acknowledged write. Followers answer
+//! "not leader" (see [`crate::Error::NotLeader`]).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::pharos::v1::ingester_server::{Ingester, IngesterServer};
+use pharos_raft::Replica;
 use tonic::{Request, Response, Status};
 
 use crate::convert::*;
@@ -16,11 +24,21 @@ const SELECT_BATCH: usize = 256;
 
 pub struct IngesterService {
     shard: LocalShard,
+    replica: Option<Arc<Replica>>,
 }
 
 impl IngesterService {
-    pub fn new(shard: LocalShard) -> Self {
-        Self { shard }
+    /// `replica`: the shard's raft replica when the shard is replicated.
+    pub fn new(shard: LocalShard, replica: Option<Arc<Replica>>) -> Self {
+        Self { shard, replica }
+    }
+
+    /// Before a read: on a replicated shard, the leader's ReadIndex check.
+    async fn barrier(&self) -> Result<(), Status> {
+        if let Some(r) = &self.replica {
+            r.read_barrier().await.map_err(Error::from)?;
+        }
+        Ok(())
     }
 }
 
@@ -31,7 +49,10 @@ impl Ingester for IngesterService {
     async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
         let req = req.into_inner();
         let batch = req.series.into_iter().map(series_from_proto).collect();
-        let res = self.shard.append(&req.tenant, batch).await?;
+        let res = match &self.replica {
+            Some(r) => r.write(&req.tenant, batch).await.map_err(Error::from)?,
+            None => self.shard.append(&req.tenant, batch).await?,
+        };
         Ok(Response::new(pb::WriteResponse {
             accepted: res.accepted,
             rejected: res
@@ -52,6 +73,7 @@ impl Ingester for IngesterService {
     async fn select(&self, req: Request<pb::SelectRequest>) -> Result<Response<SelectStream>, Status> {
         let req = req.into_inner();
         let matchers = matchers_from_proto(&req.matchers)?;
+        self.barrier().await?;
         let series = self.shard.select(&req.tenant, &matchers, req.start_ms, req.end_ms).await?;
         let msgs: Vec<Result<pb::SelectResponse, Status>> = series
             .chunks(SELECT_BATCH)
@@ -65,6 +87,7 @@ impl Ingester for IngesterService {
     async fn label_names(&self, req: Request<pb::LabelsRequest>) -> Result<Response<pb::LabelsResponse>, Status> {
         let req = req.into_inner();
         let matchers = matchers_from_proto(&req.matchers)?;
+        self.barrier().await?;
         let values = self.shard.labels(&req.tenant, None, &matchers).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
@@ -72,6 +95,7 @@ impl Ingester for IngesterService {
     async fn label_values(&self, req: Request<pb::LabelsRequest>) -> Result<Response<pb::LabelsResponse>, Status> {
         let req = req.into_inner();
         let matchers = matchers_from_proto(&req.matchers)?;
+        self.barrier().await?;
         let values = self.shard.labels(&req.tenant, Some(&req.name), &matchers).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
@@ -79,6 +103,7 @@ impl Ingester for IngesterService {
     async fn series(&self, req: Request<pb::SelectRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
         let req = req.into_inner();
         let matchers = matchers_from_proto(&req.matchers)?;
+        self.barrier().await?;
         let series = self.shard.series(&req.tenant, &matchers).await?;
         Ok(Response::new(pb::SeriesResponse { series: series.iter().map(|l| series_to_proto(l, &[])).collect() }))
     }
@@ -89,19 +114,23 @@ impl Ingester for IngesterService {
     }
 }
 
-/// Serves the ingester service on an already-bound listener until `shutdown` resolves.
+/// Serves the ingester service (and the raft service of `replica`) on an
+/// already-bound listener until `shutdown` resolves.
 pub async fn serve_ingester(
     listener: tokio::net::TcpListener,
     shard: LocalShard,
+    replica: Option<Arc<Replica>>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let svc = IngesterServer::new(IngesterService::new(shard))
+    let raft = replica.clone().map(crate::RaftService::server);
+    let svc = IngesterServer::new(IngesterService::new(shard, replica))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(?addr, "ingester gRPC serving");
     tonic::transport::Server::builder()
         .add_service(svc)
+        .add_optional_service(raft)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))

@@ -7,6 +7,8 @@
 //!   each series of a write to the shard that owns it on the [`Ring`] and
 //!   reads every shard for a query, merging what comes back.
 //! - [`IngesterService`]: the gRPC server an ingester runs over its TSDB.
+//! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
+//!   shard over gRPC (`pharos-raft` owns the consensus itself).
 //!
 //! Routing and merging are pure functions; this crate owns no HTTP and no
 //! PromQL.
@@ -15,13 +17,15 @@ mod convert;
 mod distributor;
 mod error;
 mod ingester;
+mod raft;
 mod ring;
 mod shard;
 
 pub use convert::*;
 pub use distributor::Cluster;
-pub use error::Error;
+pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 pub use ingester::{IngesterService, serve_ingester};
+pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
 pub use ring::{Ring, VNODES};
 pub use shard::{LocalShard, RemoteShard, Shard};
 

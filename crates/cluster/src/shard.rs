@@ -1,6 +1,8 @@
 //! One shard's storage as the other roles see it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -8,6 +10,7 @@ use pharos_model::{Labels, Matcher, Series};
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::pharos::v1::ingester_client::IngesterClient;
 use pharos_tsdb::{AppendResult, RejectReason, Rejection, SeriesSamples, Storage};
+use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::convert::*;
@@ -79,29 +82,133 @@ impl Shard for LocalShard {
     }
 }
 
-/// A shard reached over gRPC. The connection is made lazily and re-made
-/// after failures by tonic's channel.
-#[derive(Clone)]
-pub struct RemoteShard {
-    id: u32,
+/// How long a call to a shard keeps retrying (other replicas, a new
+/// leader) before it fails.
+pub const SHARD_DEADLINE: Duration = Duration::from_secs(15);
+/// How long one attempt on one replica may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Calls in flight to one shard at most; further callers wait (backpressure).
+const MAX_INFLIGHT: usize = 64;
+
+struct ReplicaClient {
+    /// Raft node id (N of `ingester-N`), to follow a "not leader" hint.
+    node: Option<u64>,
+    addr: String,
     client: IngesterClient<Channel>,
 }
 
+/// A shard reached over gRPC: one replica, or the replicas of a raft group.
+///
+/// Calls go to the replica believed to lead. A "not leader" answer names
+/// the leader, which is tried next and remembered; an unreachable replica
+/// makes the call move on to the next one. Retries back off (25 ms doubling
+/// to 1 s) until [`SHARD_DEADLINE`]. Retrying a write is safe: a batch
+/// applied twice stores nothing new (exact duplicates are dropped).
+/// Connections are made lazily and re-made after failures by tonic.
+#[derive(Clone)]
+pub struct RemoteShard {
+    id: u32,
+    replicas: Arc<Vec<ReplicaClient>>,
+    leader: Arc<AtomicUsize>,
+    inflight: Arc<Semaphore>,
+    deadline: Duration,
+}
+
 impl RemoteShard {
-    /// `addr` is `host:port`.
+    /// A shard of one replica; `addr` is `host:port`.
     pub fn new(id: u32, addr: &str) -> Result<Self, Error> {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::BadRequest(format!("bad ingester address {addr:?}: {e}")))?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
-        let client = IngesterClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Self { id, client })
+        Self::replicated(id, &[(None, addr.to_string())])
+    }
+
+    /// A shard of several replicas: (raft node id, `host:port`) each.
+    pub fn replicated(id: u32, replicas: &[(Option<u64>, String)]) -> Result<Self, Error> {
+        if replicas.is_empty() {
+            return Err(Error::BadRequest(format!("shard {id} has no replica")));
+        }
+        let mut clients = Vec::new();
+        for (node, addr) in replicas {
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .map_err(|e| Error::BadRequest(format!("bad ingester address {addr:?}: {e}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .connect_lazy();
+            let client = IngesterClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            clients.push(ReplicaClient { node: *node, addr: addr.clone(), client });
+        }
+        Ok(Self {
+            id,
+            replicas: Arc::new(clients),
+            leader: Arc::new(AtomicUsize::new(0)),
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            deadline: SHARD_DEADLINE,
+        })
+    }
+
+    /// How long calls retry before failing (default [`SHARD_DEADLINE`]).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The address of the replica calls currently go to.
+    pub fn leader_addr(&self) -> &str {
+        let i = self.leader.load(Ordering::Relaxed) % self.replicas.len();
+        &self.replicas[i].addr
     }
 
     fn err(&self, s: tonic::Status) -> Error {
         Error::from_status(self.id, s)
+    }
+
+    /// Runs `f` against the leader, following redirects and failing over
+    /// (see the type's overview).
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        F: Fn(IngesterClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let _permit = self.inflight.acquire().await.map_err(|_| Error::Internal("shard client closed".into()))?;
+        let n = self.replicas.len();
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(25);
+        let mut i = self.leader.load(Ordering::Relaxed) % n;
+        loop {
+            let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(self.replicas[i].client.clone())).await;
+            let err = match attempt {
+                Ok(Ok(v)) => {
+                    self.leader.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Ok(Err(s)) => self.err(s),
+                Err(_) => Error::Unavailable { shard: self.id, msg: format!("{} timed out", self.replicas[i].addr) },
+            };
+            let next = match &err {
+                Error::NotLeader { leader: Some(l), .. } => {
+                    self.replicas.iter().position(|r| r.node == Some(*l)).filter(|j| *j != i)
+                }
+                Error::NotLeader { .. } | Error::Unavailable { .. } => None,
+                _ => return Err(err),
+            };
+            if start.elapsed() + backoff > self.deadline {
+                return Err(match err {
+                    Error::NotLeader { .. } => {
+                        Error::Unavailable { shard: self.id, msg: "no leader within the deadline".into() }
+                    }
+                    other => other,
+                });
+            }
+            match next {
+                // A known leader elsewhere: go there at once.
+                Some(j) => i = j,
+                None => {
+                    tracing::debug!(shard = self.id, replica = %self.replicas[i].addr, error = %err, "retrying shard call");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    i = (i + 1) % n;
+                }
+            }
+        }
     }
 }
 
@@ -116,7 +223,12 @@ impl Shard for RemoteShard {
             tenant: tenant.to_string(),
             series: batch.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
         };
-        let resp = self.client.clone().write(req).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.write(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
         let duplicates = 0; // folded into `accepted` by the ingester
         Ok(AppendResult {
             accepted: resp.accepted,
@@ -143,13 +255,18 @@ impl Shard for RemoteShard {
             start_ms: mint,
             end_ms: maxt,
         };
-        let mut stream = self.client.clone().select(req).await.map_err(|s| self.err(s))?.into_inner();
-        let mut out = Vec::new();
-        while let Some(msg) = stream.next().await {
-            let msg = msg.map_err(|s| self.err(s))?;
-            out.extend(msg.series.into_iter().map(select_result_from_proto));
-        }
-        Ok(out)
+        self.call(|mut c| {
+            let req = req.clone();
+            async move {
+                let mut stream = c.select(req).await?.into_inner();
+                let mut out = Vec::new();
+                while let Some(msg) = stream.next().await {
+                    out.extend(msg?.series.into_iter().map(select_result_from_proto));
+                }
+                Ok(out)
+            }
+        })
+        .await
     }
 
     async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
@@ -159,7 +276,12 @@ impl Shard for RemoteShard {
             start_ms: i64::MIN,
             end_ms: i64::MAX,
         };
-        let resp = self.client.clone().series(req).await.map_err(|s| self.err(s))?.into_inner();
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.series(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
         Ok(resp.series.into_iter().map(|s| labels_from_proto(s.labels)).collect())
     }
 
@@ -171,16 +293,36 @@ impl Shard for RemoteShard {
             start_ms: i64::MIN,
             end_ms: i64::MAX,
         };
-        let mut client = self.client.clone();
-        let resp = match name {
-            None => client.label_names(req).await,
-            Some(_) => client.label_values(req).await,
-        };
-        Ok(resp.map_err(|s| self.err(s))?.into_inner().values)
+        let names = name.is_none();
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move {
+                    let r = if names { c.label_names(req).await } else { c.label_values(req).await };
+                    r.map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(resp.values)
     }
 
+    /// Flushes every replica (each has its own TSDB); fails only if none could.
     async fn flush(&self) -> Result<(), Error> {
-        self.client.clone().flush(pb::FlushRequest {}).await.map_err(|s| self.err(s))?;
-        Ok(())
+        let calls = self.replicas.iter().map(|r| {
+            let mut c = r.client.clone();
+            async move { c.flush(pb::FlushRequest {}).await }
+        });
+        let mut last = None;
+        let mut ok = false;
+        for r in futures::future::join_all(calls).await {
+            match r {
+                Ok(_) => ok = true,
+                Err(s) => last = Some(self.err(s)),
+            }
+        }
+        match (ok, last) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 }

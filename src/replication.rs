@@ -1,0 +1,112 @@
+//! Wiring of a replicated shard's ingester: its raft replica over the TSDB,
+//! bootstrap of a new group, and the replica's own metrics.
+//!
+//! A shard with one replica has no raft group: its ingester writes straight
+//! to the TSDB, as `pharos up` does (see docs/architecture.md, Decisions).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pharos_api::Metrics;
+use pharos_raft::{Member, Replica, ReplicaOptions};
+use pharos_tsdb::RocksStorage;
+
+use crate::AdminCommand;
+use crate::topology::{Topology, node_id};
+
+/// Starts the raft replica of ingester `me` if its shard is replicated.
+/// The first replica of a shard whose raft database is new forms the group.
+pub async fn start_replica(
+    topo: &Topology,
+    me: &str,
+    data_dir: &Path,
+    tsdb: Arc<RocksStorage>,
+) -> anyhow::Result<Option<Arc<Replica>>> {
+    let shard = topo
+        .shards
+        .iter()
+        .find(|s| s.replicas.iter().any(|r| r.id == me))
+        .with_context(|| format!("ingester {me:?} is not in the topology"))?;
+    if shard.replicas.len() < 2 {
+        return Ok(None);
+    }
+    let mut members = BTreeMap::new();
+    for r in &shard.replicas {
+        let id = node_id(&r.id).with_context(|| format!("replica id {:?} is not ingester-N", r.id))?;
+        members.insert(id, Member { name: r.id.clone(), grpc: r.grpc.clone().unwrap_or_default() });
+    }
+    let id = node_id(me).with_context(|| format!("replica id {me:?} is not ingester-N"))?;
+    let member = members.get(&id).cloned().unwrap_or_default();
+    let opts = ReplicaOptions::new(id, member, data_dir.join("raft"));
+    let replica = Replica::start(opts, tsdb, pharos_cluster::GrpcTransport::new())
+        .await
+        .with_context(|| format!("cannot start the raft replica in {}", data_dir.join("raft").display()))?;
+    if replica.is_fresh() && shard.replicas.first().is_some_and(|r| r.id == me) {
+        tracing::info!(shard = shard.id, members = members.len(), "forming the shard's raft group");
+        replica.bootstrap(members).await.context("cannot form the raft group")?;
+    }
+    Ok(Some(replica))
+}
+
+/// The replica's raft figures on `/metrics`.
+pub fn register_raft_metrics(metrics: &Metrics, replica: Arc<Replica>) {
+    metrics.register(move |e| {
+        let st = replica.status();
+        e.gauge("pharos_raft_term", "Current raft term of this replica.", st.term as f64);
+        e.gauge(
+            "pharos_raft_is_leader",
+            "1 if this replica leads its shard's raft group.",
+            if st.state == "leader" { 1.0 } else { 0.0 },
+        );
+        e.gauge("pharos_raft_commit_index", "Newest raft log index known committed.", st.commit_index as f64);
+        e.gauge(
+            "pharos_raft_applied_index",
+            "Newest raft log index applied to the TSDB.",
+            st.applied_index.unwrap_or(0) as f64,
+        );
+        e.gauge(
+            "pharos_raft_last_log_index",
+            "Newest raft log index stored by this replica.",
+            st.last_log_index.unwrap_or(0) as f64,
+        );
+        let lag: u64 = st.lag.values().copied().max().unwrap_or(0);
+        e.gauge(
+            "pharos_raft_max_follower_lag_entries",
+            "On the leader: entries the slowest follower is behind.",
+            lag as f64,
+        );
+    });
+}
+
+/// The leader's gRPC address, asked of any replica `via`.
+async fn leader_of(via: &str) -> anyhow::Result<String> {
+    let st = pharos_cluster::replica_status(via, std::time::Duration::from_secs(5))
+        .await
+        .with_context(|| format!("cannot ask {via} for its raft status"))?;
+    let leader = st.leader.with_context(|| format!("{via} knows no leader of its shard"))?;
+    let m = st.members.get(&leader).with_context(|| format!("leader {leader} is not among the members"))?;
+    Ok(m.grpc.clone())
+}
+
+/// `pharos admin ...`: membership changes through the shard's leader.
+pub async fn admin(c: AdminCommand) -> anyhow::Result<()> {
+    let st = match c {
+        AdminCommand::AddReplica { via, id, grpc } => {
+            let n = node_id(&id).with_context(|| format!("{id:?} is not ingester-N"))?;
+            let leader = leader_of(&via).await?;
+            pharos_cluster::add_replica(&leader, n, Member { name: id, grpc }).await?
+        }
+        AdminCommand::RemoveReplica { via, id } => {
+            let n = node_id(&id).with_context(|| format!("{id:?} is not ingester-N"))?;
+            let leader = leader_of(&via).await?;
+            pharos_cluster::remove_replica(&leader, n).await?
+        }
+        AdminCommand::ReplicaStatus { grpc } => {
+            pharos_cluster::replica_status(&grpc, std::time::Duration::from_secs(5)).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&st)?);
+    Ok(())
+}

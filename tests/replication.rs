@@ -1,0 +1,369 @@
+//! Replicated shards under faults: `pharos cluster up --replication-factor 3`
+//! with a writer that records every acknowledged sample, and at the end
+//! every one of them is queried back.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Cluster {
+    sup: Proc,
+    dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Cluster {
+    fn start(shards: u32) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let mut cmd = pharos();
+        cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args([
+            "--shards",
+            &shards.to_string(),
+            "--replication-factor",
+            "3",
+            "--listen",
+            &addr,
+        ]);
+        let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !dir.path().join("cluster.json").exists() {
+            assert!(Instant::now() < deadline, "cluster.json never written:\n{}", sup.log());
+            if let Some(s) = sup.child.try_wait().unwrap() {
+                panic!("supervisor exited with {s}:\n{}", sup.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let c = Cluster { sup, dir, base: format!("http://{addr}") };
+        for s in 0..shards {
+            c.leader(s as usize, None);
+        }
+        c
+    }
+
+    fn processes(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["processes"].as_array().unwrap().clone()
+    }
+
+    fn pid(&self, id: &str) -> u32 {
+        self.processes().iter().find(|p| p["id"] == id).unwrap()["pid"].as_u64().unwrap() as u32
+    }
+
+    fn status(&self) -> serde_json::Value {
+        get_json(&format!("{}/api/v1/status/cluster", self.base)).1
+    }
+
+    /// Waits until shard `shard` has a leader other than `not`; returns it.
+    fn leader(&self, shard: usize, not: Option<&str>) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.status();
+            if let Some(l) = st["data"]["shards"][shard]["leader"].as_str()
+                && Some(l) != not
+            {
+                return l.to_string();
+            }
+            assert!(Instant::now() < deadline, "shard {shard} has no leader: {st}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until every replica of every shard answers and has applied what its leader committed.
+    fn converged(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.status();
+            let ok = st["data"]["shards"].as_array().is_some_and(|shards| {
+                shards.iter().all(|s| {
+                    let commit = s["commit_index"].as_u64();
+                    s["leader"].is_string()
+                        && s["replicas"].as_array().unwrap().iter().all(|r| {
+                            r["state"] != "unreachable" && commit.is_some() && r["applied_index"].as_u64() >= commit
+                        })
+                })
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas did not converge: {st}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in rd.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("panicked at")) {
+                    let more = lines[i + 1..].iter().take(2).copied().collect::<Vec<_>>().join("\n");
+                    out += &format!("PANIC in {}: {l}\n{more}\n", e.path().display());
+                }
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out +=
+                    &format!("--- {}\n{}\n", e.path().display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+        }
+        out
+    }
+
+    fn data_dir(&self, id: &str) -> std::path::PathBuf {
+        self.dir.path().join("data").join(id)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pharos().args(["cluster", "down", "--dir"]).arg(self.dir.path()).output();
+        let _ = self.sup.child.kill();
+    }
+}
+
+fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -9 {pid} failed");
+}
+
+/// Writes one sample per request (several series, spread over shards)
+/// until told to stop; records what was acknowledged and when.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(i64, Instant)>>>,
+    failed: Arc<Mutex<u64>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    t0: i64,
+}
+
+const SERIES: i64 = 8;
+
+impl Writer {
+    fn start(base: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(0));
+        let t0 = now_ms() - 600_000;
+        let (s2, a2, f2, base) = (stop.clone(), acked.clone(), failed.clone(), base.to_string());
+        let handle = std::thread::spawn(move || {
+            let mut i = 0i64;
+            while !s2.load(Ordering::Relaxed) {
+                let t = t0 + i;
+                let ts = series("chk", &[("s", &(i % SERIES).to_string())], &[(t, i as f64)]);
+                let ok = client()
+                    .post(format!("{base}/api/v1/write"))
+                    .header("Content-Encoding", "snappy")
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(encode_write(vec![ts]))
+                    .send()
+                    .map(|r| r.status().as_u16() == 204)
+                    .unwrap_or(false);
+                if ok {
+                    a2.lock().unwrap().push((i, Instant::now()));
+                } else {
+                    *f2.lock().unwrap() += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                i += 1;
+            }
+        });
+        Writer { stop, acked, failed, handle: Some(handle), t0 }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn wait_for(&self, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let start = self.acked();
+        while self.acked() < start + n {
+            assert!(
+                Instant::now() < deadline,
+                "writes did not resume: {} acked, {} failed",
+                self.acked(),
+                self.failed()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn failed(&self) -> u64 {
+        *self.failed.lock().unwrap()
+    }
+
+    /// Stops and returns the acknowledged sample numbers and the longest
+    /// time without an acknowledgement after `since`.
+    fn finish(mut self, since: Instant) -> (BTreeSet<i64>, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        let acked = self.acked.lock().unwrap();
+        let mut gap = Duration::ZERO;
+        let mut prev = since;
+        for (_, at) in acked.iter().filter(|(_, at)| *at >= since) {
+            gap = gap.max(at.duration_since(prev));
+            prev = *at;
+        }
+        (acked.iter().map(|(i, _)| *i).collect(), gap)
+    }
+}
+
+/// Every acknowledged sample number must come back from a query.
+fn check_all_back(base: &str, t0: i64, acked: &BTreeSet<i64>) {
+    let last = *acked.iter().next_back().unwrap();
+    let at = (t0 + last) as f64 / 1000.0;
+    let window_ms = last + 1000;
+    let (status, v) = query(base, &format!("chk[{window_ms}ms]"), Some(at));
+    assert_eq!(status, 200, "{v}");
+    let mut found = BTreeSet::new();
+    for s in result(&v) {
+        for p in s["values"].as_array().unwrap() {
+            found.insert(p[1].as_str().unwrap().parse::<f64>().unwrap() as i64);
+        }
+    }
+    let lost: Vec<&i64> = acked.difference(&found).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged samples lost, first {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+#[test]
+fn leader_killed_during_writes_loses_no_acknowledged_sample() {
+    let c = Cluster::start(1);
+    let w = Writer::start(&c.base);
+    w.wait_for(50, 30);
+    let leader = c.leader(0, None);
+    let killed_at = Instant::now();
+    kill9(c.pid(&leader));
+    // Writes resume: a follower is elected, or the killed leader, restarted
+    // by the supervisor, takes its lead back with its log intact.
+    w.wait_for(50, 60);
+    let t0 = w.t0;
+    let (acked, gap) = w.finish(killed_at);
+    eprintln!(
+        "leader {leader} killed (-9); now {} leads; longest gap between acknowledged writes after the kill: {} ms; {} samples acknowledged",
+        c.leader(0, None),
+        gap.as_millis(),
+        acked.len()
+    );
+    check_all_back(&c.base, t0, &acked);
+    // The killed replica is back (the supervisor restarts it) and caught up.
+    c.converged();
+}
+
+/// A leader that stops answering (SIGSTOP: cut off from its followers and
+/// its clients alike) is replaced; when it wakes up it follows the new
+/// leader, and its unacknowledged writes never surface.
+#[test]
+fn frozen_leader_is_replaced_and_rejoins_as_follower() {
+    let c = Cluster::start(1);
+    let w = Writer::start(&c.base);
+    w.wait_for(50, 30);
+    let term = |c: &Cluster| c.status()["data"]["shards"][0]["term"].as_u64().unwrap_or(0);
+    let (old, old_term) = (c.leader(0, None), term(&c));
+    let pid = c.pid(&old);
+    let frozen_at = Instant::now();
+    signal(pid, "STOP");
+    let new = c.leader(0, Some(&old));
+    w.wait_for(50, 60);
+    let elected = frozen_at.elapsed();
+    assert!(term(&c) > old_term, "a new leader in the same term");
+    signal(pid, "CONT");
+    c.converged();
+    let st = c.status();
+    let reps = st["data"]["shards"][0]["replicas"].as_array().unwrap();
+    let leaders: Vec<&serde_json::Value> = reps.iter().filter(|r| r["state"] == "leader").collect();
+    assert_eq!(leaders.len(), 1, "two leaders after the old one woke up: {st}");
+    w.wait_for(20, 30);
+    let t0 = w.t0;
+    let (acked, gap) = w.finish(frozen_at);
+    eprintln!(
+        "leader {old} frozen; {new} elected and writes resumed within {} ms; longest write gap {} ms; {} samples acknowledged",
+        elected.as_millis(),
+        gap.as_millis(),
+        acked.len()
+    );
+    check_all_back(&c.base, t0, &acked);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok =
+        std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+#[test]
+fn rolling_restart_and_wiped_replica_keep_every_sample() {
+    let c = Cluster::start(1);
+    let w = Writer::start(&c.base);
+    w.wait_for(30, 30);
+    let ingesters: Vec<String> = c
+        .processes()
+        .iter()
+        .filter(|p| p["role"] == "ingester")
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    // Rolling restart: one replica at a time, each back and caught up
+    // before the next; queries keep answering throughout.
+    for id in &ingesters {
+        let pid = c.pid(id);
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.pid(id) == pid {
+            assert!(Instant::now() < deadline, "{id} was not restarted");
+            let (status, v) = query(&c.base, "count(chk)", None);
+            assert_eq!(status, 200, "query failed during the rolling restart: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c.converged();
+        w.wait_for(10, 30);
+    }
+    // A follower loses its disk: it comes back empty and catches up from the leader.
+    let leader = c.leader(0, None);
+    let victim = ingesters.iter().rfind(|id| **id != leader).unwrap().clone();
+    // Hold the supervisor while the disk is wiped, so the restart sees it empty.
+    let sup = c.sup.child.id();
+    signal(sup, "STOP");
+    kill9(c.pid(&victim));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_dir_all(c.data_dir(&victim)).unwrap();
+    signal(sup, "CONT");
+    w.wait_for(30, 30);
+    let t0 = w.t0;
+    let (acked, _) = w.finish(Instant::now());
+    c.converged();
+    check_all_back(&c.base, t0, &acked);
+    // The wiped replica holds every series again.
+    let st = c.status();
+    let rep = st["data"]["shards"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == victim.as_str())
+        .unwrap()
+        .clone();
+    let m = client().get(format!("{}/metrics", rep["http"].as_str().unwrap())).send().unwrap().text().unwrap();
+    assert!(m.contains("pharos_raft_applied_index"), "{m}");
+    let series: f64 = m
+        .lines()
+        .find(|l| l.starts_with("pharos_tsdb_active_series "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(series >= SERIES as f64, "the wiped replica holds {series} series: {st}");
+}
