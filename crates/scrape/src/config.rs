@@ -204,8 +204,7 @@ impl Config {
             }
             let scheme = sc.scheme.unwrap_or_else(|| "http".into());
             match scheme.as_str() {
-                "http" => {}
-                "https" => return Err(Error::Config(format!("{at}.scheme: {}", crate::http::NO_TLS))),
+                "http" | "https" => {}
                 _ => return Err(Error::Config(format!("{at}.scheme: must be \"http\" or \"https\", got {scheme:?}"))),
             }
             let client = ClientConfig {
@@ -430,8 +429,8 @@ scrape_configs:
             .unwrap_err()
             .to_string();
         assert!(e.contains("pasword") && e.contains("line 3"), "{e}");
-        let e = Config::parse("scrape_configs: [{job_name: a, scheme: https}]").unwrap_err().to_string();
-        assert!(e.contains("scheme") && e.contains("TLS"), "{e}");
+        let e = Config::parse("scrape_configs: [{job_name: a, scheme: ftp}]").unwrap_err().to_string();
+        assert!(e.contains("scheme") && e.contains("ftp"), "{e}");
         let e = Config::parse("scrape_configs: [{job_name: a, authorization: {type: Basic}}]").unwrap_err().to_string();
         assert!(e.contains("scrape_configs[0]") && e.contains("basic_auth"), "{e}");
     }

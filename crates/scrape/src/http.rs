@@ -6,17 +6,11 @@
 //! scrape, trimmed of surrounding white space, so a rotated secret is picked
 //! up without a restart. This module never logs a secret.
 //!
-//! TLS: this build's `reqwest` has no TLS backend (the workspace enables
-//! neither `rustls-tls` nor `native-tls`), so `tls_config` is parsed and
-//! validated but cannot be applied, and `https` targets fail with
-//! [`NO_TLS`].
+//! TLS: `tls_config` becomes a rustls configuration ([`crate::tls`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-
-/// The error of a scrape of an `https` URL in this build.
-pub const NO_TLS: &str = "https is not supported by this build of Pharos (reqwest is compiled without a TLS backend)";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +50,7 @@ pub struct ClientConfig {
     pub tls_config: Option<TlsConfig>,
     /// Follow HTTP redirects (Prometheus's default: true).
     pub follow_redirects: bool,
-    /// Accepted for compatibility; without TLS there is no HTTP/2 to negotiate.
+    /// Accepted for compatibility; scrapes use HTTP/1.1.
     pub enable_http2: bool,
 }
 
@@ -102,14 +96,19 @@ impl ClientConfig {
         Ok(self)
     }
 
-    /// The HTTP client of a job with these settings.
-    pub fn build_client(&self) -> reqwest::Client {
+    /// The HTTP client of a job with these settings; the error (an
+    /// unreadable or bad certificate file) fails every scrape of the job.
+    pub fn build_client(&self) -> Result<reqwest::Client, String> {
         let redirects = if self.follow_redirects {
             reqwest::redirect::Policy::limited(10)
         } else {
             reqwest::redirect::Policy::none()
         };
-        reqwest::Client::builder().redirect(redirects).build().unwrap_or_default()
+        let mut builder = reqwest::Client::builder().redirect(redirects);
+        if let Some(t) = &self.tls_config {
+            builder = builder.use_preconfigured_tls(crate::tls::client_config(t)?);
+        }
+        builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
     /// Whether a scrape reads a secret file (blocking I/O).

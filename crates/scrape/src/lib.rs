@@ -18,6 +18,7 @@ pub mod relabel;
 pub mod samples;
 mod scrape_loop;
 pub mod target;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +86,9 @@ impl Scraper {
             .iter()
             .map(|j| Job {
                 config: Arc::new(j.clone()),
-                client: j.client.build_client(),
+                client: j.client.build_client().inspect_err(|e| {
+                    tracing::error!(job = %j.job_name, error = %e, "every scrape of this job will fail");
+                }),
                 statics: target::static_groups(j),
                 files: j.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
             })
@@ -131,7 +134,8 @@ impl Scraper {
 /// One job and the state of its service discovery.
 struct Job {
     config: Arc<ScrapeConfig>,
-    client: reqwest::Client,
+    /// The error fails every scrape of the job (a bad certificate file).
+    client: Result<reqwest::Client, String>,
     statics: Vec<TargetGroup>,
     files: Vec<FileDiscovery>,
 }
