@@ -247,16 +247,21 @@ fn leader_killed_during_writes_loses_no_acknowledged_sample() {
     let w = Writer::start(&c.base);
     w.wait_for(50, 30);
     let leader = c.leader(0, None);
+    // Hold the supervisor, so the killed leader stays down until a
+    // follower is elected (restarted at once, it would take its lead back).
+    let sup = c.sup.child.id();
+    signal(sup, "STOP");
     let killed_at = Instant::now();
     kill9(c.pid(&leader));
-    // Writes resume: a follower is elected, or the killed leader, restarted
-    // by the supervisor, takes its lead back with its log intact.
+    let new_leader = c.leader(0, Some(&leader));
+    let elected = killed_at.elapsed();
     w.wait_for(50, 60);
+    signal(sup, "CONT");
     let t0 = w.t0;
     let (acked, gap) = w.finish(killed_at);
     eprintln!(
-        "leader {leader} killed (-9); now {} leads; longest gap between acknowledged writes after the kill: {} ms; {} samples acknowledged",
-        c.leader(0, None),
+        "leader {leader} killed (-9); {new_leader} seen as leader after {} ms; longest gap between acknowledged writes after the kill: {} ms; {} samples acknowledged",
+        elected.as_millis(),
         gap.as_millis(),
         acked.len()
     );
