@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use pharos_cluster::Cluster;
 use pharos_model::{Labels, METRIC_NAME, MatchOp, Matcher, Series};
-use pharos_promql::{Engine, QueryStats, Queryable, SelectError};
+use pharos_promql::{Engine, PushdownRequest, QueryStats, Queryable, SelectError};
 use serde_json::{Value as J, json};
 
 use crate::json::{self, success};
@@ -35,6 +35,14 @@ struct TenantView<'a> {
 impl Queryable for TenantView<'_> {
     async fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, SelectError> {
         self.cluster.select(self.tenant, matchers, mint, maxt).await.map_err(|e| SelectError(e.to_string()))
+    }
+
+    fn supports_pushdown(&self) -> bool {
+        self.cluster.supports_pushdown()
+    }
+
+    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, SelectError> {
+        self.cluster.eval_partials(self.tenant, req).await.map_err(|e| SelectError(e.to_string()))
     }
 }
 

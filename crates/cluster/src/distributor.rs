@@ -11,15 +11,17 @@ use crate::{Error, Ring, Shard};
 
 /// Every shard of the cluster and the ring that routes series to them.
 pub struct Cluster {
-    shards: Vec<Arc<dyn Shard>>,
+    pub(crate) shards: Vec<Arc<dyn Shard>>,
     ring: Ring<u32>,
+    /// Aggregations may be pushed down to the shards (see `pushdown.rs`).
+    pub(crate) pushdown: bool,
 }
 
 impl Cluster {
     /// `shards[i]` is shard `i`.
     pub fn new(shards: Vec<Arc<dyn Shard>>) -> Self {
         let ring = Ring::new(0..shards.len() as u32);
-        Self { shards, ring }
+        Self { shards, ring, pushdown: true }
     }
 
     pub fn num_shards(&self) -> usize {

@@ -108,6 +108,15 @@ impl Ingester for IngesterService {
         Ok(Response::new(pb::SeriesResponse { series: series.iter().map(|l| series_to_proto(l, &[])).collect() }))
     }
 
+    async fn eval(&self, req: Request<pb::EvalRequest>) -> Result<Response<pb::EvalResponse>, Status> {
+        let (tenant, req) = crate::pushdown::request_from_proto(req.into_inner());
+        self.barrier().await?;
+        let series = self.shard.eval(&tenant, &req).await?;
+        Ok(Response::new(pb::EvalResponse {
+            series: series.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
+        }))
+    }
+
     async fn flush(&self, _: Request<pb::FlushRequest>) -> Result<Response<pb::FlushResponse>, Status> {
         self.shard.flush().await?;
         Ok(Response::new(pb::FlushResponse {}))

@@ -10,13 +10,18 @@
 //! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
 //!   shard over gRPC (`pharos-raft` owns the consensus itself).
 //!
-//! Routing and merging are pure functions; this crate owns no HTTP and no
-//! PromQL.
+//! - Pushdown (`pushdown.rs`): shards evaluate the aggregations the querier
+//!   pushes down ([`Cluster::eval_partials`]); `pharos-promql` decides what
+//!   is pushed and combines the partial answers.
+//!
+//! Routing and merging are pure functions; this crate owns no HTTP, and its
+//! only PromQL is running `pharos-promql`'s engine for pushed-down requests.
 
 mod convert;
 mod distributor;
 mod error;
 mod ingester;
+mod pushdown;
 mod raft;
 mod ring;
 mod shard;

@@ -25,6 +25,11 @@ pub trait Shard: Send + Sync {
     /// Label names (`name` = None) or the values of one label.
     async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
     async fn flush(&self) -> Result<(), Error>;
+    /// Evaluates a pushed-down PromQL expression over this shard's series only.
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+        let _ = (tenant, req);
+        Err(Error::Internal("this shard cannot evaluate PromQL".into()))
+    }
 }
 
 /// A shard whose TSDB lives in this process. Storage calls block, so they
@@ -79,6 +84,10 @@ impl Shard for LocalShard {
 
     async fn flush(&self) -> Result<(), Error> {
         self.blocking(|s| s.flush()).await
+    }
+
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+        crate::pushdown::eval_local(self, tenant, req).await
     }
 }
 
@@ -324,5 +333,16 @@ impl Shard for RemoteShard {
             (false, Some(e)) => Err(e),
             _ => Ok(()),
         }
+    }
+
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+        let req = crate::pushdown::request_to_proto(tenant, req);
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.eval(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(resp.series.into_iter().map(select_result_from_proto).collect())
     }
 }

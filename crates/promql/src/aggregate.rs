@@ -11,7 +11,7 @@ use crate::ast::{AggOp, Grouping};
 use crate::value::{Elem, Val, format_float, kahan_inc, keep_labels, valid_label_name};
 
 /// The output labels of the group `l` belongs to.
-fn group_labels(l: &Labels, g: &Grouping) -> Labels {
+pub(crate) fn group_labels(l: &Labels, g: &Grouping) -> Labels {
     match g {
         Grouping::By(names) => keep_labels(l, names),
         Grouping::Without(names) => {

@@ -124,12 +124,38 @@ pub(crate) enum Node {
     Number(f64),
     Str(String),
     Vector(Selector),
-    Matrix { sel: Selector, range: i64 },
-    Subquery { expr: Box<Node>, range: i64, step: i64, offset: i64, at: Option<i64> },
+    Matrix {
+        sel: Selector,
+        range: i64,
+    },
+    Subquery {
+        expr: Box<Node>,
+        range: i64,
+        step: i64,
+        offset: i64,
+        at: Option<i64>,
+    },
     Neg(Box<Node>),
-    Binary { op: BinOp, lhs: Box<Node>, rhs: Box<Node>, matching: VectorMatching, return_bool: bool },
-    Aggregate { op: AggOp, param: Option<Box<Node>>, expr: Box<Node>, grouping: Grouping },
-    Call { func: String, args: Vec<Node> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        matching: VectorMatching,
+        return_bool: bool,
+    },
+    /// `inner`: the aggregated expression as PromQL text, for pushing the aggregation
+    /// down to shards ([`crate::pushdown`]).
+    Aggregate {
+        op: AggOp,
+        param: Option<Box<Node>>,
+        expr: Box<Node>,
+        grouping: Grouping,
+        inner: String,
+    },
+    Call {
+        func: String,
+        args: Vec<Node>,
+    },
 }
 
 static REGISTER: Once = Once::new();
@@ -301,7 +327,8 @@ impl Lowerer {
                     Some(p) => Some(Box::new(self.lower(p)?)),
                     None => None,
                 };
-                Node::Aggregate { op, param, expr: Box::new(self.lower(&a.expr)?), grouping }
+                let inner = a.expr.to_string();
+                Node::Aggregate { op, param, expr: Box::new(self.lower(&a.expr)?), grouping, inner }
             }
             Expr::Call(c) => {
                 let mut args = Vec::with_capacity(c.args.args.len());

@@ -20,6 +20,8 @@ use crate::{Error, Value, VectorSample, aggregate, binary, functions};
 pub(crate) struct Evaluator<'d> {
     /// Fetched series per selector id: sorted by labels, samples in time order.
     data: &'d [Vec<Series>],
+    /// Aggregations evaluated by the storage (pushdown), by node address.
+    pushed: Option<&'d crate::Pushed>,
     lookback: i64,
     max_samples: usize,
     deadline: Option<Instant>,
@@ -79,6 +81,7 @@ impl<'d> Evaluator<'d> {
     pub fn new(data: &'d [Vec<Series>], lookback: i64, max_samples: usize) -> Self {
         Self {
             data,
+            pushed: None,
             lookback,
             max_samples,
             deadline: None,
@@ -102,6 +105,11 @@ impl<'d> Evaluator<'d> {
         let re = Regex::new(&format!("^(?s:{pattern})$"))?;
         self.regex_cache.borrow_mut().insert(pattern.to_string(), re.clone());
         Ok(re)
+    }
+
+    pub fn with_pushed(mut self, pushed: &'d crate::Pushed) -> Self {
+        self.pushed = (!pushed.is_empty()).then_some(pushed);
+        self
     }
 
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
@@ -237,7 +245,19 @@ impl<'d> Evaluator<'d> {
                 let r = self.eval(rhs, t)?;
                 binary::eval(*op, l, r, matching, *return_bool, self.v3)
             }
-            Node::Aggregate { op, param, expr, grouping } => {
+            Node::Aggregate { .. } if self.pushed_result(node).is_some() => {
+                let m = self.pushed_result(node).map(Vec::as_slice).unwrap_or(&[]);
+                let v: Vec<Elem<'d>> = m
+                    .iter()
+                    .filter_map(|s| {
+                        let i = s.samples.binary_search_by_key(&t, |x| x.t).ok()?;
+                        Some(Elem { labels: Cow::Borrowed(&s.labels), v: s.samples[i].v })
+                    })
+                    .collect();
+                self.add_samples(v.len())?;
+                Ok(Val::Vector(v))
+            }
+            Node::Aggregate { op, param, expr, grouping, .. } => {
                 let p = match param {
                     Some(p) => Some(self.eval(p, t)?),
                     None => None,
@@ -247,6 +267,11 @@ impl<'d> Evaluator<'d> {
             }
             Node::Call { func, args } => functions::call(self, func, args, t),
         }
+    }
+
+    /// The combined result of a pushed-down aggregation node.
+    fn pushed_result(&self, node: &Node) -> Option<&'d Vec<Series>> {
+        self.pushed?.get(&(node as *const Node as usize))
     }
 
     /// The latest sample of every series at or before the selector's reference
@@ -401,7 +426,7 @@ mod tests {
     /// Evaluates `q` at `t` over in-memory series, going through plan and prepare.
     fn eval_at(series: &[Series], q: &str, start: i64, end: i64, step: i64) -> Value {
         let root = lower(&parse(q).unwrap(), start, end).unwrap();
-        let reqs = plan(&root, start, end, 300_000);
+        let reqs = plan(&root, start, end, 300_000, &Default::default());
         let mut data = vec![vec![]; reqs.len()];
         for r in &reqs {
             let mut got = vec![];

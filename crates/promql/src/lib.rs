@@ -26,6 +26,7 @@ mod eval;
 mod functions;
 mod memory;
 mod plan;
+mod pushdown;
 mod range_functions;
 mod value;
 
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use pharos_model::{Labels, Matcher, Series};
 
 pub use memory::MemoryQueryable;
+pub use pushdown::PushdownRequest;
 
 /// What the engine reads from: the whole cluster's storage (a fan-out over shards) or one TSDB.
 #[async_trait::async_trait]
@@ -43,12 +45,29 @@ pub trait Queryable: Send + Sync {
     /// Series matching every matcher that have samples with mint <= t <= maxt (ms), samples in
     /// time order restricted to that range. Order of series unspecified; label sets unique.
     async fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, SelectError>;
+
+    /// Whether [`Queryable::eval_partials`] works: the storage is split into shards that
+    /// each hold whole series (see the `pushdown` module) and evaluate PromQL over
+    /// their own. Without it (the default) every aggregation is evaluated here.
+    fn supports_pushdown(&self) -> bool {
+        false
+    }
+
+    /// Evaluates `req` on every shard over that shard's series only; one matrix per
+    /// shard. Called only when [`Queryable::supports_pushdown`] is true.
+    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, SelectError> {
+        let _ = req;
+        Err(SelectError("this storage cannot evaluate pushed-down aggregations".into()))
+    }
 }
 
 /// A storage failure reported by a [`Queryable`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct SelectError(pub String);
+
+/// Results of pushed-down aggregation nodes, by node address.
+pub(crate) type Pushed = std::collections::HashMap<usize, Vec<Series>>;
 
 /// Which Prometheus release the engine follows where releases disagree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,10 +271,12 @@ impl Engine {
         }
         let prepared = Instant::now();
         let root = ast::lower(expr, start, end)?;
-        let data = self.fetch(q, &root, start, end, deadline).await?;
+        let pushed = self.push_down(q, &root, start, end, step.unwrap_or(1)).await?;
+        let data = self.fetch(q, &root, &pushed, start, end, deadline).await?;
         stats.prepare_time = prepared.elapsed();
         let evaluating = Instant::now();
         let ev = eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples)
+            .with_pushed(&pushed)
             .with_deadline(deadline)
             .with_compat(self.opts.compat);
         let v = match step {
@@ -270,17 +291,78 @@ impl Engine {
         Ok((v, stats))
     }
 
-    /// Fetches every selector of `root` concurrently; the result is indexed by selector id.
-    /// Fails as soon as the fetched series or samples exceed the limits.
-    async fn fetch(
+    /// Evaluates the aggregations the storage can run shard by shard there (see the
+    /// `pushdown` module): the combined results by node address. Aggregations whose
+    /// partials would not combine exactly are left out and evaluated as usual.
+    async fn push_down(
         &self,
         q: &dyn Queryable,
         root: &ast::Node,
         start: i64,
         end: i64,
+        step: i64,
+    ) -> Result<Pushed, Error> {
+        let mut out = Pushed::new();
+        if !q.supports_pushdown() {
+            return Ok(out);
+        }
+        let nodes = pushdown::find(root);
+        let futs = nodes.iter().map(|p| {
+            futures::future::try_join_all(p.exprs.iter().map(|expr| {
+                let req = PushdownRequest {
+                    expr: expr.clone(),
+                    start_ms: start,
+                    end_ms: end,
+                    step_ms: step,
+                    lookback_ms: self.opts.lookback_delta_ms,
+                    prometheus3: self.opts.compat == Compat::Prometheus3,
+                };
+                async move { q.eval_partials(&req).await.map_err(|e| Error::Storage(e.0)) }
+            }))
+        });
+        let answers = futures::future::try_join_all(futs).await?;
+        let mut samples = 0usize;
+        for (p, partials) in nodes.iter().zip(answers) {
+            samples += partials.iter().flatten().flatten().map(|s| s.samples.len()).sum::<usize>();
+            if samples > self.opts.max_samples {
+                return Err(Error::TooManySamples("query execution".into()));
+            }
+            if let Some(m) = pushdown::combine(p, partials, self.opts.compat == Compat::Prometheus3) {
+                out.insert(p.node as *const ast::Node as usize, m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a pushed-down expression over this shard's storage `q`: the shard's
+    /// side of [`Queryable::eval_partials`], as a range query with the asking engine's
+    /// lookback and semantics and this engine's limits.
+    pub async fn eval_pushdown(&self, q: &dyn Queryable, req: &PushdownRequest) -> Result<Vec<Series>, Error> {
+        let opts = EngineOptions {
+            lookback_delta_ms: req.lookback_ms,
+            compat: if req.prometheus3 { Compat::Prometheus3 } else { Compat::Prometheus2 },
+            ..self.opts.clone()
+        };
+        let engine = Engine { opts, slots: self.slots.clone() };
+        match engine.range(q, &req.expr, req.start_ms, req.end_ms, req.step_ms).await? {
+            Value::Matrix(m) => Ok(m),
+            _ => Err(Error::Execution("a pushed-down expression must give an instant vector".into())),
+        }
+    }
+
+    /// Fetches every selector of `root` concurrently, except those under `pushed`
+    /// nodes; the result is indexed by selector id. Fails as soon as the fetched series
+    /// or samples exceed the limits.
+    async fn fetch(
+        &self,
+        q: &dyn Queryable,
+        root: &ast::Node,
+        pushed: &Pushed,
+        start: i64,
+        end: i64,
         deadline: Instant,
     ) -> Result<Vec<Vec<Series>>, Error> {
-        let requests = plan::plan(root, start, end, self.opts.lookback_delta_ms);
+        let requests = plan::plan(root, start, end, self.opts.lookback_delta_ms, pushed);
         let series = AtomicUsize::new(0);
         let samples = AtomicUsize::new(0);
         let (series, samples) = (&series, &samples);
@@ -304,7 +386,7 @@ impl Engine {
         if Instant::now() > deadline {
             return Err(Error::Timeout("query execution".into()));
         }
-        let mut data = vec![Vec::new(); requests.len()];
+        let mut data = vec![Vec::new(); requests.iter().map(|r| r.id + 1).max().unwrap_or(0)];
         for (r, res) in requests.iter().zip(results) {
             data[r.id] = plan::prepare(res, r);
         }

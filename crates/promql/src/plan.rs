@@ -18,15 +18,19 @@ pub(crate) struct SelectRequest {
 
 /// The requests for every selector of `root`, for evaluation at every time in
 /// `start..=end`, ordered by selector id.
-pub(crate) fn plan(root: &Node, start: i64, end: i64, lookback: i64) -> Vec<SelectRequest> {
+/// Nodes in `pushed` were evaluated by the storage: their selectors are not fetched.
+pub(crate) fn plan(root: &Node, start: i64, end: i64, lookback: i64, pushed: &crate::Pushed) -> Vec<SelectRequest> {
     let mut out = Vec::new();
-    visit(root, start, end, lookback, &mut out);
+    visit(root, start, end, lookback, pushed, &mut out);
     out.sort_by_key(|r| r.id);
     out
 }
 
 /// `[ws, we]` is the span of evaluation times of `node`.
-fn visit(node: &Node, ws: i64, we: i64, lookback: i64, out: &mut Vec<SelectRequest>) {
+fn visit(node: &Node, ws: i64, we: i64, lookback: i64, pushed: &crate::Pushed, out: &mut Vec<SelectRequest>) {
+    if pushed.contains_key(&(node as *const Node as usize)) {
+        return;
+    }
     match node {
         Node::Number(_) | Node::Str(_) => {}
         Node::Vector(sel) => {
@@ -51,20 +55,20 @@ fn visit(node: &Node, ws: i64, we: i64, lookback: i64, out: &mut Vec<SelectReque
         }
         Node::Subquery { expr, range, offset, at, .. } => {
             let (lo, hi) = span(*at, *offset, ws, we);
-            visit(expr, lo.saturating_sub(*range), hi, lookback, out);
+            visit(expr, lo.saturating_sub(*range), hi, lookback, pushed, out);
         }
-        Node::Neg(e) => visit(e, ws, we, lookback, out),
+        Node::Neg(e) => visit(e, ws, we, lookback, pushed, out),
         Node::Binary { lhs, rhs, .. } => {
-            visit(lhs, ws, we, lookback, out);
-            visit(rhs, ws, we, lookback, out);
+            visit(lhs, ws, we, lookback, pushed, out);
+            visit(rhs, ws, we, lookback, pushed, out);
         }
         Node::Aggregate { param, expr, .. } => {
             if let Some(p) = param {
-                visit(p, ws, we, lookback, out);
+                visit(p, ws, we, lookback, pushed, out);
             }
-            visit(expr, ws, we, lookback, out);
+            visit(expr, ws, we, lookback, pushed, out);
         }
-        Node::Call { args, .. } => args.iter().for_each(|a| visit(a, ws, we, lookback, out)),
+        Node::Call { args, .. } => args.iter().for_each(|a| visit(a, ws, we, lookback, pushed, out)),
     }
 }
 
@@ -94,7 +98,7 @@ mod tests {
 
     fn ranges(q: &str, start: i64, end: i64) -> Vec<(i64, i64)> {
         let n = lower(&parse(q).unwrap(), start, end).unwrap();
-        plan(&n, start, end, 300_000).iter().map(|r| (r.mint, r.maxt)).collect()
+        plan(&n, start, end, 300_000, &Default::default()).iter().map(|r| (r.mint, r.maxt)).collect()
     }
 
     #[test]
