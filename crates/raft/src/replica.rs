@@ -61,10 +61,12 @@ impl ReplicaOptions {
             member,
             dir,
             sync: false,
-            heartbeat_ms: 150,
-            election_timeout_min_ms: 600,
-            election_timeout_max_ms: 1200,
-            max_entry_samples: 200_000,
+            // openraft also bounds each AppendEntries RPC by the heartbeat
+            // interval: it must cover a follower storing a full payload.
+            heartbeat_ms: 200,
+            election_timeout_min_ms: 800,
+            election_timeout_max_ms: 1600,
+            max_entry_samples: 50_000,
             max_inflight_entries: 8,
             max_queued_writes: 1024,
         }
@@ -147,7 +149,8 @@ impl Replica {
             election_timeout_min: opts.election_timeout_min_ms,
             election_timeout_max: opts.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::Never,
-            max_payload_entries: 64,
+            // Entries per AppendEntries: small enough to store within a heartbeat.
+            max_payload_entries: 16,
             ..Config::default()
         }
         .validate()
