@@ -110,8 +110,9 @@ struct ReplicaClient {
 ///
 /// Calls go to the replica believed to lead. A "not leader" answer names
 /// the leader, which is tried next and remembered; an unreachable replica
-/// makes the call move on to the next one. Retries back off (25 ms doubling
-/// to 1 s) until [`SHARD_DEADLINE`]. Retrying a write is safe: a batch
+/// makes the call move on to the next one (and a stale hint naming it is
+/// ignored). Retries back off (25 ms doubling to 500 ms) until
+/// [`SHARD_DEADLINE`]. Retrying a write is safe: a batch
 /// applied twice stores nothing new (exact duplicates are dropped).
 /// Connections are made lazily and re-made after failures by tonic.
 #[derive(Clone)]
@@ -182,6 +183,9 @@ impl RemoteShard {
         let start = Instant::now();
         let mut backoff = Duration::from_millis(25);
         let mut i = self.leader.load(Ordering::Relaxed) % n;
+        // Replicas that failed during this call: a follower's stale hint
+        // naming one of them is not followed.
+        let mut down = vec![false; n];
         loop {
             let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(self.replicas[i].client.clone())).await;
             let err = match attempt {
@@ -194,9 +198,13 @@ impl RemoteShard {
             };
             let next = match &err {
                 Error::NotLeader { leader: Some(l), .. } => {
-                    self.replicas.iter().position(|r| r.node == Some(*l)).filter(|j| *j != i)
+                    self.replicas.iter().position(|r| r.node == Some(*l)).filter(|j| *j != i && !down[*j])
                 }
-                Error::NotLeader { .. } | Error::Unavailable { .. } => None,
+                Error::NotLeader { .. } => None,
+                Error::Unavailable { .. } => {
+                    down[i] = true;
+                    None
+                }
                 _ => return Err(err),
             };
             if start.elapsed() + backoff > self.deadline {
@@ -213,7 +221,7 @@ impl RemoteShard {
                 None => {
                     tracing::debug!(shard = self.id, replica = %self.replicas[i].addr, error = %err, "retrying shard call");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                     i = (i + 1) % n;
                 }
             }
