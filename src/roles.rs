@@ -157,12 +157,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let cluster = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(tsdb.clone()))]));
     let topo = Topology::embedded(&a.listen.to_string());
     let status = move || topo.status();
+    let scraper = Arc::new(Scraper::start(&config, &[], "scraper-0", cluster.clone()));
+    register_scrape_metrics(&metrics, &scraper);
     let router = pharos_api::write_routes(cluster.clone(), metrics.clone())
         .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
         .merge(pharos_api::status_routes(Arc::new(status)))
+        .merge(pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), "scraper-0")))
         .merge(pharos_api::common_routes(metrics.clone()));
-    let scraper = Scraper::start(&config, &[], "scraper-0", cluster.clone());
-    register_scrape_metrics(&metrics, &scraper);
     spawn_maintenance(tsdb.clone());
     tracing::info!(listen = %a.listen, data_dir = %a.data_dir.display(), "pharos up: every role in one process");
     pharos_api::serve(listener, router, shutdown_signal(None)).await.context("HTTP server")?;
@@ -240,8 +241,10 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let cluster = Arc::new(topo.cluster()?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
+    let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
     let router = pharos_api::write_routes(cluster, metrics.clone())
         .merge(pharos_api::proxy_routes(queriers))
+        .merge(pharos_api::targets_routes(pharos_api::TargetsSource::remote(scrapers)))
         .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
     pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
@@ -259,11 +262,22 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
     let cluster = Arc::new(topo.cluster()?);
-    let members: Vec<String> = topo.scrapers.iter().map(|s| s.id.clone()).collect();
-    let scraper = Scraper::start(&config, &members, &a.role.id, cluster);
+    let peers = topo.scrapers.iter().map(|s| (s.id.clone(), format!("http://{}", s.http))).collect();
+    let membership = pharos_scrape::membership::Membership::start(&a.role.id, peers).await;
+    let scraper = Arc::new(Scraper::start_with_members(&config, membership.watch(), &a.role.id, cluster));
     register_scrape_metrics(&metrics, &scraper);
-    let router = pharos_api::common_routes(metrics);
-    pharos_api::serve(http, router, shutdown_signal(a.role.parent_pid)).await?;
+    let router = pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), &a.role.id))
+        .merge(pharos_api::common_routes(metrics));
+    let leaving = scraper.clone();
+    let parent = a.role.parent_pid;
+    pharos_api::serve(http, router, async move {
+        shutdown_signal(parent).await;
+        // Hand the targets over before going: peers see the 503 on their
+        // next check and start scraping while this one still does.
+        leaving.leave();
+        tokio::time::sleep(pharos_scrape::membership::CHECK_EVERY * 3).await;
+    })
+    .await?;
     scraper.stop();
     Ok(())
 }

@@ -20,6 +20,7 @@ mod params;
 mod proxy;
 mod query;
 mod selector;
+mod targets;
 mod write;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use metrics::Metrics;
 pub use params::{now_ms, parse_duration_ms, parse_time_ms};
 pub use query::QueryState;
 pub use selector::parse_selector;
+pub use targets::TargetsSource;
 
 /// Header naming the tenant, as Cortex and Mimir use it.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
@@ -91,6 +93,15 @@ pub fn proxy_routes(queriers: Vec<String>) -> Router {
         .route("/api/v1/labels", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/label/{name}/values", get(proxy::forward))
         .with_state(state)
+}
+
+/// `/api/v1/targets` from this process's scraper or merged from every
+/// scraper; on a scraper also its ring membership (`/-/member`).
+pub fn targets_routes(source: TargetsSource) -> Router {
+    Router::new()
+        .route("/api/v1/targets", get(targets::handler))
+        .route(pharos_scrape::membership::MEMBER_PATH, get(targets::member))
+        .with_state(source)
 }
 
 /// `/api/v1/status/buildinfo` and `/api/v1/status/cluster` (whose data the

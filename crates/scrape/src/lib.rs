@@ -14,6 +14,7 @@ pub mod config;
 pub mod discovery;
 pub mod http;
 mod md5;
+pub mod membership;
 pub mod relabel;
 pub mod samples;
 mod scrape_loop;
@@ -49,12 +50,26 @@ pub struct ScrapeStats {
     pub targets: AtomicU64,
 }
 
+/// The last scrape of a target, for the targets page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetHealth {
+    /// When the last scrape started (ms since the epoch); `None` before the first.
+    pub last_scrape_ms: Option<i64>,
+    pub last_duration_s: f64,
+    /// Empty when the last scrape succeeded.
+    pub last_error: String,
+}
+
+/// The health of a target shared between its loop and the targets page.
+pub type SharedHealth = Arc<Mutex<TargetHealth>>;
+
 /// Runs the scrape loops of the targets this scraper owns.
 pub struct Scraper {
     stats: Arc<ScrapeStats>,
     stop: watch::Sender<bool>,
-    active: Arc<Mutex<Vec<Target>>>,
+    active: Arc<Mutex<Vec<(Target, SharedHealth)>>>,
     dropped: Arc<Mutex<Vec<DroppedTarget>>>,
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A discovered target that `relabel_configs` dropped.
@@ -77,6 +92,20 @@ impl Scraper {
     /// Starts scraping. `members` are the ids of all scrapers (empty or one
     /// for a lone scraper) and `me` this one's id.
     pub fn start(config: &Config, members: &[String], me: &str, sink: Arc<Cluster>) -> Self {
+        let (_fixed, members) = watch::channel(members.to_vec());
+        Self::start_with_members(config, members, me, sink)
+    }
+
+    /// Starts scraping the targets `me` owns among the live `members`
+    /// (see [`membership::Membership`]), following their changes: a target
+    /// handed to another scraper stops without staleness markers, one
+    /// taken over starts at its aligned slot.
+    pub fn start_with_members(
+        config: &Config,
+        members: watch::Receiver<Vec<String>>,
+        me: &str,
+        sink: Arc<Cluster>,
+    ) -> Self {
         let stats = Arc::new(ScrapeStats::default());
         let (stop, rx) = watch::channel(false);
         let active = Arc::new(Mutex::new(Vec::new()));
@@ -96,7 +125,7 @@ impl Scraper {
         let manager = Manager {
             jobs,
             external: config.external_labels.clone(),
-            members: members.to_vec(),
+            members,
             me: me.to_string(),
             sink,
             stats: stats.clone(),
@@ -106,7 +135,19 @@ impl Scraper {
             dropped: dropped.clone(),
         };
         tokio::spawn(manager.run());
-        Self { stats, stop, active, dropped }
+        Self { stats, stop, active, dropped, leaving: Default::default() }
+    }
+
+    /// Announces that this scraper is leaving: its [`membership::MEMBER_PATH`]
+    /// answers 503 from now on, so peers take its targets over while it
+    /// still scrapes them (both write the same aligned timestamps, so the
+    /// overlap stores each sample once).
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> Arc<ScrapeStats> {
@@ -115,7 +156,13 @@ impl Scraper {
 
     /// The targets scraped now, for a targets page.
     pub fn targets(&self) -> Vec<Target> {
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The targets scraped now with their last scrape.
+    pub fn target_health(&self) -> Vec<(Target, TargetHealth)> {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.iter().map(|(t, h)| (t.clone(), h.lock().unwrap_or_else(|e| e.into_inner()).clone())).collect()
     }
 
     /// The discovered targets relabeling dropped (all of them, not only
@@ -144,14 +191,14 @@ struct Job {
 struct Manager {
     jobs: Vec<Job>,
     external: std::collections::BTreeMap<String, String>,
-    members: Vec<String>,
+    members: watch::Receiver<Vec<String>>,
     me: String,
     sink: Arc<Cluster>,
     stats: Arc<ScrapeStats>,
     stop: watch::Receiver<bool>,
-    /// The running loops by target key, each with its "removed" signal.
-    running: HashMap<u64, watch::Sender<bool>>,
-    active: Arc<Mutex<Vec<Target>>>,
+    /// The running loops by target key, each with its end signal.
+    running: HashMap<u64, (watch::Sender<scrape_loop::End>, SharedHealth)>,
+    active: Arc<Mutex<Vec<(Target, SharedHealth)>>>,
     dropped: Arc<Mutex<Vec<DroppedTarget>>>,
 }
 
@@ -159,6 +206,8 @@ impl Manager {
     async fn run(mut self) {
         let poll_ms = self.jobs.iter().flat_map(|j| j.files.iter()).map(FileDiscovery::poll_interval_ms).min();
         let mut first = true;
+        let mut members_open = true;
+        let mut resync = false;
         loop {
             let changed = if poll_ms.is_some() {
                 // File reads are blocking I/O: off the async threads.
@@ -185,14 +234,24 @@ impl Manager {
             } else {
                 false
             };
-            if changed || first {
+            if changed || first || resync {
                 first = false;
+                resync = false;
                 self.sync();
             }
             let wait = Duration::from_millis(poll_ms.unwrap_or(3_600_000) as u64);
+            let members = &mut self.members;
+            let members_changed = async move {
+                if members_open { members.changed().await.is_ok() } else { std::future::pending().await }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.changed() => return,
+                ok = members_changed => {
+                    // A closed channel is a fixed membership.
+                    members_open = ok;
+                    resync = ok;
+                }
             }
             if *self.stop.borrow() {
                 return;
@@ -216,13 +275,18 @@ impl Manager {
             );
         }
         *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) = dropped;
-        let owned = owned_targets(all, &self.members, &self.me);
+        let discovered: std::collections::HashSet<u64> = all.iter().map(|t| t.key).collect();
+        let members = self.members.borrow_and_update().clone();
+        let owned = owned_targets(all, &members, &self.me);
         self.stats.targets.store(owned.len() as u64, Ordering::Relaxed);
         let keys: std::collections::HashSet<u64> = owned.iter().map(|t| t.key).collect();
-        self.running.retain(|key, removed| {
+        self.running.retain(|key, (end, _)| {
             let keep = keys.contains(key);
             if !keep {
-                let _ = removed.send(true);
+                // Still discovered: another scraper owns it now, no staleness markers.
+                let handed_off = discovered.contains(key);
+                let _ = end.send(if handed_off { scrape_loop::End::HandedOff } else { scrape_loop::End::Removed });
+                tracing::info!(target_key = key, handed_off, "stopping the scrape of a target");
             }
             keep
         });
@@ -231,19 +295,22 @@ impl Manager {
                 continue;
             }
             let Some(job) = self.jobs.iter().find(|j| Arc::ptr_eq(&j.config, &t.job)) else { continue };
-            let (removed, removed_rx) = watch::channel(false);
-            self.running.insert(t.key, removed);
+            let (end, end_rx) = watch::channel(scrape_loop::End::Running);
+            let health = SharedHealth::default();
+            self.running.insert(t.key, (end, health.clone()));
             tracing::info!(job = %t.job.job_name, url = %t.url, "scraping target");
             tokio::spawn(scrape_loop::run(
                 t.clone(),
                 self.sink.clone(),
                 job.client.clone(),
                 self.stats.clone(),
+                health,
                 self.stop.clone(),
-                removed_rx,
+                end_rx,
             ));
         }
-        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+        let active = owned.into_iter().filter_map(|t| self.running.get(&t.key).map(|(_, h)| (t, h.clone()))).collect();
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = active;
     }
 }
 

@@ -11,9 +11,9 @@ use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, stale_nan};
 use pharos_tsdb::SeriesSamples;
 use tokio::sync::watch;
 
-use crate::ScrapeStats;
 use crate::samples::{self, Processed};
 use crate::target::{Target, next_slot_delay};
+use crate::{ScrapeStats, SharedHealth, TargetHealth};
 
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -36,27 +36,44 @@ fn report_labels(t: &Target, name: &str) -> Labels {
     labels
 }
 
-/// Runs until `stop` (the process ends or hands the target to another
-/// scraper: no staleness markers) or `removed` (the target left service
-/// discovery: every series it wrote gets a staleness marker).
+/// Why a loop ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Running,
+    /// The target left service discovery: every series it wrote gets a
+    /// staleness marker.
+    Removed,
+    /// Another scraper owns the target now: no staleness markers.
+    HandedOff,
+}
+
+/// Runs until `stop` (the process ends: no staleness markers) or `end`.
+///
+/// Samples are stamped with the scrape's slot (the aligned time it was
+/// scheduled for), not the time the answer came: every scraper computes the
+/// same slots for a target, so while two of them scrape it during a
+/// hand-off, the second copy of each sample is an exact duplicate (dropped
+/// by the TSDB) or a conflicting one (rejected), never a second sample.
 pub async fn run(
     t: Target,
     sink: Arc<Cluster>,
     client: Result<reqwest::Client, String>,
     stats: Arc<ScrapeStats>,
+    health: SharedHealth,
     mut stop: watch::Receiver<bool>,
-    mut removed: watch::Receiver<bool>,
+    mut end: watch::Receiver<End>,
 ) {
     let mut previous: HashSet<Labels> = HashSet::new();
     let mut seen: HashSet<Labels> = HashSet::new();
     loop {
-        let delay = next_slot_delay(t.key, t.interval_ms, now_ms());
+        let now = now_ms();
+        let slot = now + next_slot_delay(t.key, t.interval_ms, now);
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(delay as u64)) => {}
+            _ = tokio::time::sleep(Duration::from_millis((slot - now) as u64)) => {}
             _ = stop.changed() => return,
-            _ = removed.changed() => {
+            _ = end.changed() => {
                 // A dropped sender without a removal is a shutdown, not a removal.
-                if *stop.borrow() || !*removed.borrow() {
+                if *stop.borrow() || *end.borrow() != End::Removed {
                     return;
                 }
                 let ts = now_ms();
@@ -72,10 +89,10 @@ pub async fn run(
                 return;
             }
         }
-        if *stop.borrow() {
+        if *stop.borrow() || *end.borrow() != End::Running {
             return;
         }
-        let ts = now_ms();
+        let ts = slot;
         let started = Instant::now();
         let result =
             scrape(&t, &client, ts).await.unwrap_or_else(|e| Processed { error: Some(e), ..Processed::default() });
@@ -85,6 +102,11 @@ pub async fn run(
             stats.failures.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(url = %t.url, error = %e, "scrape failed");
         }
+        *health.lock().unwrap_or_else(|e| e.into_inner()) = TargetHealth {
+            last_scrape_ms: Some(ts),
+            last_duration_s: duration,
+            last_error: result.error.clone().unwrap_or_default(),
+        };
         let ok = result.error.is_none();
         let Processed { series: mut batch, tracked, scraped, post_relabel, .. } = result;
         let now_seen: HashSet<Labels> = batch.iter().map(|s| s.labels.clone()).collect();
