@@ -50,16 +50,45 @@ pub(crate) struct Evaluator<'d> {
 #[derive(Default)]
 pub(crate) struct SeriesBuilder {
     index: HashMap<Labels, usize>,
+    /// Series by the address of a label set borrowed from the fetched data, which
+    /// stays put for the whole evaluation: most steps find their series without
+    /// hashing label strings.
+    by_address: HashMap<usize, usize>,
     series: Vec<Series>,
 }
 
 impl SeriesBuilder {
     pub fn push(&mut self, labels: &Labels, s: Sample) {
+        let i = self.index_of(labels);
+        self.series[i].samples.push(s);
+    }
+
+    /// [`SeriesBuilder::push`] of an element at `t`, fast for borrowed labels.
+    pub fn push_elem(&mut self, e: &Elem<'_>, t: i64) {
+        let i = match &e.labels {
+            Cow::Borrowed(l) => {
+                let addr = *l as *const Labels as usize;
+                match self.by_address.get(&addr) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.index_of(l);
+                        self.by_address.insert(addr, i);
+                        i
+                    }
+                }
+            }
+            Cow::Owned(l) => self.index_of(l),
+        };
+        self.series[i].samples.push(Sample::new(t, e.v));
+    }
+
+    fn index_of(&mut self, labels: &Labels) -> usize {
         match self.index.get(labels) {
-            Some(&i) => self.series[i].samples.push(s),
+            Some(&i) => i,
             None => {
                 self.index.insert(labels.clone(), self.series.len());
-                self.series.push(Series::new(labels.clone(), vec![s]));
+                self.series.push(Series::new(labels.clone(), Vec::new()));
+                self.series.len() - 1
             }
         }
     }
@@ -188,7 +217,7 @@ impl<'d> Evaluator<'d> {
                     check_unique(&v)?;
                     points += v.len();
                     for e in &v {
-                        out.push(&e.labels, Sample::new(t, e.v));
+                        out.push_elem(e, t);
                     }
                 }
                 other => {
@@ -399,7 +428,7 @@ impl<'d> Evaluator<'d> {
         match val {
             Val::Vector(v) => {
                 for e in &v {
-                    out.push(&e.labels, Sample::new(ti, e.v));
+                    out.push_elem(e, ti);
                 }
             }
             Val::Scalar(v) => {
