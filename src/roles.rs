@@ -102,12 +102,24 @@ fn register_tsdb_metrics(metrics: &Metrics, tsdb: Arc<RocksStorage>) {
 
 fn register_scrape_metrics(metrics: &Metrics, scraper: &Scraper) {
     let st = scraper.stats();
+    let ds = scraper.delivery_stats();
     metrics.register(move |e| {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         e.counter("pharos_scrape_scrapes_total", "Scrapes attempted.", get(&st.scrapes));
         e.counter("pharos_scrape_failures_total", "Scrapes that failed.", get(&st.failures));
         e.counter("pharos_scrape_samples_total", "Samples scraped.", get(&st.samples));
         e.gauge("pharos_scrape_targets", "Targets this scraper owns.", get(&st.targets));
+        e.counter("pharos_scrape_sent_samples_total", "Samples delivered to the shards.", get(&ds.sent_samples));
+        e.counter(
+            "pharos_scrape_dropped_samples_total",
+            "Samples dropped, oldest first, while a shard was unavailable past the buffer budget.",
+            get(&ds.dropped_samples),
+        );
+        e.counter(
+            "pharos_scrape_failed_sends_total",
+            "Sends to a shard that failed and were retried.",
+            get(&ds.failed_sends),
+        );
     });
 }
 

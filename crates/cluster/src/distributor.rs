@@ -28,6 +28,11 @@ impl Cluster {
         self.shards.len()
     }
 
+    /// Shard `i`, for a client that sends to each shard on its own.
+    pub fn shard(&self, i: usize) -> Option<&Arc<dyn Shard>> {
+        self.shards.get(i)
+    }
+
     /// Splits a batch by owning shard: a pure function of the ring.
     pub fn route(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Vec<Vec<SeriesSamples>> {
         let mut parts: Vec<Vec<SeriesSamples>> = (0..self.shards.len()).map(|_| Vec::new()).collect();

@@ -6,11 +6,12 @@
 //! keys (pure); [`samples`] applies `metric_relabel_configs` and the limits
 //! to each scrape (pure). [`Scraper`] keeps one loop per target this scraper
 //! owns on the scraper [`Ring`](pharos_cluster::Ring), starting and stopping
-//! loops as discovery changes, and writes every scrape (samples, `up`,
-//! `scrape_*` series, staleness markers) through the distributor
-//! ([`pharos_cluster::Cluster`]).
+//! loops as discovery changes, and hands every scrape (samples, `up`,
+//! `scrape_*` series, staleness markers) to [`delivery`], which queues it
+//! per shard of the [`pharos_cluster::Cluster`].
 
 pub mod config;
+pub mod delivery;
 pub mod discovery;
 pub mod http;
 mod md5;
@@ -70,6 +71,7 @@ pub struct Scraper {
     active: Arc<Mutex<Vec<(Target, SharedHealth)>>>,
     dropped: Arc<Mutex<Vec<DroppedTarget>>>,
     leaving: Arc<std::sync::atomic::AtomicBool>,
+    delivery: Arc<delivery::Delivery>,
 }
 
 /// A discovered target that `relabel_configs` dropped.
@@ -122,12 +124,13 @@ impl Scraper {
                 files: j.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
             })
             .collect();
+        let delivery = delivery::Delivery::start(sink, delivery::DEFAULT_BUDGET);
         let manager = Manager {
             jobs,
             external: config.external_labels.clone(),
             members,
             me: me.to_string(),
-            sink,
+            sink: delivery.clone(),
             stats: stats.clone(),
             stop: rx,
             running: HashMap::new(),
@@ -135,7 +138,7 @@ impl Scraper {
             dropped: dropped.clone(),
         };
         tokio::spawn(manager.run());
-        Self { stats, stop, active, dropped, leaving: Default::default() }
+        Self { stats, stop, active, dropped, leaving: Default::default(), delivery }
     }
 
     /// Announces that this scraper is leaving: its [`membership::MEMBER_PATH`]
@@ -144,6 +147,11 @@ impl Scraper {
     /// overlap stores each sample once).
     pub fn leave(&self) {
         self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    /// Counters of the delivery to the shards.
+    pub fn delivery_stats(&self) -> Arc<delivery::DeliveryStats> {
+        self.delivery.stats()
     }
 
     pub fn is_leaving(&self) -> bool {
@@ -193,7 +201,7 @@ struct Manager {
     external: std::collections::BTreeMap<String, String>,
     members: watch::Receiver<Vec<String>>,
     me: String,
-    sink: Arc<Cluster>,
+    sink: Arc<delivery::Delivery>,
     stats: Arc<ScrapeStats>,
     stop: watch::Receiver<bool>,
     /// The running loops by target key, each with its end signal.

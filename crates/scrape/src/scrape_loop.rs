@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pharos_cluster::Cluster;
+use crate::delivery::Delivery;
 use pharos_exposition::{Format, parse};
 use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, stale_nan};
 use pharos_tsdb::SeriesSamples;
@@ -56,7 +56,7 @@ pub enum End {
 /// by the TSDB) or a conflicting one (rejected), never a second sample.
 pub async fn run(
     t: Target,
-    sink: Arc<Cluster>,
+    sink: Arc<Delivery>,
     client: Result<reqwest::Client, String>,
     stats: Arc<ScrapeStats>,
     health: SharedHealth,
@@ -83,9 +83,7 @@ pub async fn run(
                     .map(|labels| SeriesSamples { labels, samples: vec![Sample::new(ts, stale_nan())] })
                     .collect();
                 batch.sort_by(|a, b| a.labels.cmp(&b.labels));
-                if let Err(e) = sink.append(DEFAULT_TENANT, batch).await {
-                    tracing::warn!(url = %t.url, error = %e, "writing staleness markers of a removed target failed");
-                }
+                sink.send(DEFAULT_TENANT, batch);
                 return;
             }
         }
@@ -128,9 +126,7 @@ pub async fn run(
         }
         stats.samples.fetch_add(scraped as u64, Ordering::Relaxed);
         previous = tracked;
-        if let Err(e) = sink.append(DEFAULT_TENANT, batch).await {
-            tracing::warn!(url = %t.url, error = %e, "writing scraped samples failed");
-        }
+        sink.send(DEFAULT_TENANT, batch);
     }
 }
 
