@@ -123,6 +123,20 @@ impl Ingester for IngesterService {
     }
 }
 
+/// Accepted connections with Nagle's algorithm off: small answers leave at once
+/// instead of waiting for the peer's delayed ACK (40 ms per call otherwise).
+fn incoming_nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    })
+}
+
 /// Serves the ingester service (and the raft service of `replica`) on an
 /// already-bound listener until `shutdown` resolves.
 pub async fn serve_ingester(
@@ -140,7 +154,7 @@ pub async fn serve_ingester(
     tonic::transport::Server::builder()
         .add_service(svc)
         .add_optional_service(raft)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
 }
