@@ -361,14 +361,24 @@ fn rolling_restart_and_wiped_replica_keep_every_sample() {
         .find(|r| r["id"] == victim.as_str())
         .unwrap()
         .clone();
-    let m = client().get(format!("{}/metrics", rep["http"].as_str().unwrap())).send().unwrap().text().unwrap();
-    assert!(m.contains("pharos_raft_applied_index"), "{m}");
-    let series: f64 = m
-        .lines()
-        .find(|l| l.starts_with("pharos_tsdb_active_series "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
+    // Its HTTP side may still be starting (the supervisor restarted it): poll.
+    let url = format!("{}/metrics", rep["http"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut series = 0.0;
+    while Instant::now() < deadline {
+        if let Some(m) = client().get(&url).send().ok().and_then(|r| r.text().ok()) {
+            assert!(m.contains("pharos_raft_applied_index"), "{m}");
+            series = m
+                .lines()
+                .find(|l| l.starts_with("pharos_tsdb_active_series "))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            if series >= SERIES as f64 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(series >= SERIES as f64, "the wiped replica holds {series} series: {st}");
 }
