@@ -17,16 +17,7 @@ fn two_shard_cluster_routes_writes_and_reads_every_shard() {
     cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args(["--shards", "2", "--queriers", "2", "--listen", &addr]);
     let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
 
-    let cluster_json = dir.path().join("cluster.json");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !cluster_json.exists() {
-        assert!(Instant::now() < deadline, "cluster.json never written:\n{}", sup.log());
-        if let Some(s) = sup.child.try_wait().unwrap() {
-            panic!("supervisor exited with {s}:\n{}", sup.log());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let cj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cluster_json).unwrap()).unwrap();
+    let cj = wait_cluster_json(dir.path(), &mut sup, 90);
     assert_eq!(cj["gateway"], base.as_str());
     let procs = cj["processes"].as_array().unwrap();
     let ids: Vec<&str> = procs.iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -82,7 +73,7 @@ fn two_shard_cluster_routes_writes_and_reads_every_shard() {
         assert!(Instant::now() < deadline, "supervisor still running after cluster down");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!cluster_json.exists());
+    assert!(!dir.path().join("cluster.json").exists());
     for p in procs {
         let pid = p["pid"].as_u64().unwrap();
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid), "{} still running", p["id"]);

@@ -33,14 +33,7 @@ impl Cluster {
             &addr,
         ]);
         let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !dir.path().join("cluster.json").exists() {
-            assert!(Instant::now() < deadline, "cluster.json never written:\n{}", sup.log());
-            if let Some(s) = sup.child.try_wait().unwrap() {
-                panic!("supervisor exited with {s}:\n{}", sup.log());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_cluster_json(dir.path(), &mut sup, 120);
         let c = Cluster { sup, dir, base: format!("http://{addr}") };
         for s in 0..shards {
             c.leader(s as usize, None);

@@ -64,16 +64,7 @@ fn start_cluster(dir: &Path, config: &Path, scrapers: u32, addr: &str) -> (Proc,
         addr,
     ]);
     let mut sup = Proc::start(cmd, &dir.join("supervisor.log"));
-    let cluster_json = dir.join("cluster.json");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !cluster_json.exists() {
-        assert!(Instant::now() < deadline, "cluster.json never written:\n{}", sup.log());
-        if let Some(s) = sup.child.try_wait().unwrap() {
-            panic!("supervisor exited with {s}:\n{}", sup.log());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let cj = serde_json::from_str(&std::fs::read_to_string(&cluster_json).unwrap()).unwrap();
+    let cj = wait_cluster_json(dir, &mut sup, 90);
     (sup, cj)
 }
 

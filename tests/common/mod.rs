@@ -132,3 +132,19 @@ pub fn result(v: &serde_json::Value) -> &Vec<serde_json::Value> {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
+
+/// Waits until the `pharos cluster up` supervisor `sup` has written
+/// `DIR/cluster.json` (every process ready) and returns it; fails with the
+/// supervisor's log if it exits or takes longer than `secs`.
+pub fn wait_cluster_json(dir: &Path, sup: &mut Proc, secs: u64) -> serde_json::Value {
+    let path = dir.join("cluster.json");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "cluster.json never written:\n{}", sup.log());
+        if let Some(s) = sup.child.try_wait().unwrap() {
+            panic!("supervisor exited with {s}:\n{}", sup.log());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
