@@ -56,10 +56,34 @@ pub fn postings_prefix(tenant: &str, partition: i64, name: &str, value: Option<&
     k
 }
 
+#[cfg(test)]
 pub fn posting_key(tenant: &str, partition: i64, name: &str, value: &str, id: u64) -> Vec<u8> {
-    let mut k = postings_prefix(tenant, partition, name, Some(value));
-    k.extend_from_slice(&id.to_be_bytes());
+    let mut k = Vec::new();
+    posting_key_into(&mut k, tenant, partition, name.as_bytes(), value.as_bytes(), id);
     k
+}
+
+/// [`posting_key`] into a reused buffer, from raw name and value bytes (as
+/// they sit in a label encoding): new series write several postings each,
+/// and this keeps that path free of allocations.
+pub fn posting_key_into(k: &mut Vec<u8>, tenant: &str, partition: i64, name: &[u8], value: &[u8], id: u64) {
+    k.clear();
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(&flip(partition));
+    k.extend_from_slice(name);
+    k.push(SEP);
+    k.extend_from_slice(value);
+    k.push(SEP);
+    k.extend_from_slice(&id.to_be_bytes());
+}
+
+/// The (name, value) pairs of a canonical label encoding
+/// (`name 0xff value 0xff ...`), without decoding it.
+pub fn encoded_pairs(encoded: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let body = encoded.strip_suffix(&[SEP]).unwrap_or_default();
+    let mut parts = body.split(|b| *b == SEP).filter(move |_| !body.is_empty());
+    std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
 }
 
 /// Splits the part of a posting key after `postings_prefix(.., name, None)`
@@ -128,6 +152,14 @@ mod tests {
         assert_eq!(partition_of(0), 0);
         assert_eq!(partition_of(-1), -1);
         assert_eq!(partition_of(PARTITION_MS), 1);
+    }
+
+    #[test]
+    fn pairs_of_an_encoding() {
+        let enc = b"__name__\xffup\xffjob\xff\xffx\xffa\xff";
+        let pairs: Vec<_> = encoded_pairs(enc).collect();
+        assert_eq!(pairs, vec![(&b"__name__"[..], &b"up"[..]), (&b"job"[..], &b""[..]), (&b"x"[..], &b"a"[..])]);
+        assert_eq!(encoded_pairs(b"").count(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! range deletes ([`RocksStorage::apply_retention`]).
 
 mod keys;
+mod restore;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -329,7 +330,11 @@ impl RocksStorage {
 
     /// Loads the series table and every series' last chunk, then replays the log.
     fn recover(&self) -> Result<(), Error> {
-        let mut head = self.head.lock();
+        self.load_head(&mut self.head.lock())
+    }
+
+    /// [`RocksStorage::recover`] into `head` (empty), whose lock the caller holds.
+    fn load_head(&self, head: &mut Head) -> Result<(), Error> {
         for item in self.db.iterator_cf(self.cf(CF_SERIES)?, IteratorMode::Start) {
             let (k, v) = item?;
             let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("series key".into()))?);
@@ -379,8 +384,8 @@ impl RocksStorage {
                 };
                 let (fresh, _, _) = admit(&Labels::default(), s.last, &samples);
                 replayed += fresh.len() as u64;
-                self.index_partitions(&mut head, id, &fresh, &mut cut)?;
-                self.apply(&mut head, id, &fresh, &mut cut)?;
+                self.index_partitions(head, id, &fresh, &mut cut)?;
+                self.apply(head, id, &fresh, &mut cut)?;
             }
             head.next_seq = seq + 1;
         }
@@ -442,14 +447,17 @@ impl RocksStorage {
     ) -> Result<(), Error> {
         let postings = self.cf(CF_POSTINGS)?;
         let Some(s) = head.series.get_mut(&id) else { return Ok(()) };
+        let mut key = Vec::with_capacity(128);
         for x in samples {
             let p = keys::partition_of(x.t);
             if s.indexed.is_some_and(|i| i >= p) {
                 continue;
             }
-            batch.put_cf(postings, keys::posting_key(&s.tenant, p, "", "", id), []);
-            for l in s.labels().iter() {
-                batch.put_cf(postings, keys::posting_key(&s.tenant, p, &l.name, &l.value, id), []);
+            keys::posting_key_into(&mut key, &s.tenant, p, b"", b"", id);
+            batch.put_cf(postings, &key, []);
+            for (name, value) in keys::encoded_pairs(&s.labels) {
+                keys::posting_key_into(&mut key, &s.tenant, p, name, value, id);
+                batch.put_cf(postings, &key, []);
             }
             s.indexed = Some(p);
         }
@@ -766,8 +774,15 @@ impl Storage for RocksStorage {
                     }
                 },
             };
-            let (samples, too_old): (Vec<Sample>, Vec<Sample>) =
-                s.samples.iter().partition(|x| min_valid.is_none_or(|m| x.t >= m));
+            let in_retention = |x: &Sample| min_valid.is_none_or(|m| x.t >= m);
+            // Splitting allocates, and almost every batch is all in retention.
+            let split: (Vec<Sample>, Vec<Sample>);
+            let (samples, too_old): (&[Sample], &[Sample]) = if s.samples.iter().all(in_retention) {
+                (&s.samples, &[])
+            } else {
+                split = s.samples.iter().partition(|x| in_retention(x));
+                (&split.0, &split.1)
+            };
             if let Some(first) = too_old.first() {
                 res.rejected.push(Rejection {
                     labels: s.labels.clone(),
@@ -777,7 +792,7 @@ impl Storage for RocksStorage {
                 });
             }
             let last = *lasts.entry(id).or_insert_with(|| head.series.get(&id).and_then(|m| m.last));
-            let (fresh, dups, rejected) = admit(&s.labels, last, &samples);
+            let (fresh, dups, rejected) = admit(&s.labels, last, samples);
             res.accepted += fresh.len() as u64 + dups;
             res.duplicates += dups;
             res.rejected.extend(rejected);
