@@ -35,6 +35,10 @@ impl Cluster {
 
     /// Splits a batch by owning shard: a pure function of the ring.
     pub fn route(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Vec<Vec<SeriesSamples>> {
+        if self.shards.len() == 1 {
+            // One owner for everything: hashing every label set would be wasted.
+            return vec![batch];
+        }
         let mut parts: Vec<Vec<SeriesSamples>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
         for s in batch {
             let shard = self.ring.owner(series_hash(tenant, &s.labels)).copied().unwrap_or(0) as usize;

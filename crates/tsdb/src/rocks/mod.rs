@@ -745,7 +745,8 @@ impl Storage for RocksStorage {
         let series_cf = self.cf(CF_SERIES)?;
         let mut entries: Vec<(u64, Vec<Sample>)> = Vec::with_capacity(batch.len());
         let mut pending: Vec<Pending> = Vec::new();
-        let mut pending_by_labels: HashMap<&Labels, u64> = HashMap::new();
+        // hash of `tenant 0xff labels` -> index in `pending` of the first series with it
+        let mut pending_by_hash: IdMap<usize> = IdMap::default();
         // newest sample per series as this batch sees it
         let mut lasts: IdMap<Option<Sample>> = IdMap::default();
         let mut next_id = head.next_id;
@@ -759,20 +760,29 @@ impl Storage for RocksStorage {
             let hash = series_key(tenant, &s.labels, &mut key);
             let id = match head.lookup(hash, &key) {
                 Some(id) => id,
-                None => match pending_by_labels.get(&s.labels) {
-                    Some(id) => *id,
-                    None => {
-                        if self.opts.max_series_per_tenant.is_some_and(|max| tenant_series + pending.len() >= max) {
-                            res.rejected.push(reject_all(s, RejectReason::SeriesLimit));
-                            continue;
+                None => {
+                    let first = pending_by_hash.get(&hash).and_then(|i| pending.get(*i));
+                    let earlier = match first {
+                        Some(p) if p.key == key => Some(p.id),
+                        // a 64-bit hash collision within one batch: rare enough to scan
+                        Some(_) => pending.iter().find(|p| p.hash == hash && p.key == key).map(|p| p.id),
+                        None => None,
+                    };
+                    match earlier {
+                        Some(id) => id,
+                        None => {
+                            if self.opts.max_series_per_tenant.is_some_and(|max| tenant_series + pending.len() >= max) {
+                                res.rejected.push(reject_all(s, RejectReason::SeriesLimit));
+                                continue;
+                            }
+                            let id = next_id;
+                            next_id += 1;
+                            pending_by_hash.entry(hash).or_insert(pending.len());
+                            pending.push(Pending { id, hash, key: key.clone() });
+                            id
                         }
-                        let id = next_id;
-                        next_id += 1;
-                        pending.push(Pending { id, hash, key: key.clone() });
-                        pending_by_labels.insert(&s.labels, id);
-                        id
                     }
-                },
+                }
             };
             let in_retention = |x: &Sample| min_valid.is_none_or(|m| x.t >= m);
             // Splitting allocates, and almost every batch is all in retention.
@@ -802,8 +812,8 @@ impl Storage for RocksStorage {
             }
         }
         // A new series is created only if it stores something.
-        let stored: std::collections::HashSet<u64> = entries.iter().map(|(id, _)| *id).collect();
-        pending.retain(|p| stored.contains(&p.id));
+        let stored: IdMap<()> = entries.iter().map(|(id, _)| (*id, ())).collect();
+        pending.retain(|p| stored.contains_key(&p.id));
         for p in pending {
             wb.put_cf(series_cf, keys::series_key(p.id), &p.key);
             head.insert(p.id, tenant, p.hash, p.key[tenant.len() + 1..].into());
