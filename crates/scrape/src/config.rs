@@ -10,6 +10,7 @@ use serde::de::IgnoredAny;
 use crate::Error;
 use crate::discovery::FileSdConfig;
 use crate::http::{Authorization, BasicAuth, ClientConfig, TlsConfig};
+use crate::kubernetes::KubernetesSdConfig;
 use crate::relabel::RelabelConfig;
 
 /// A `prometheus.yml` as Pharos reads it. Sections that belong to
@@ -87,9 +88,8 @@ struct RawScrapeConfig {
     tls_config: Option<TlsConfig>,
     bearer_token: Option<String>,
     bearer_token_file: Option<std::path::PathBuf>,
-    // A known Prometheus field that this version does not implement yet:
-    // rejected with a clear error rather than silently ignored.
-    kubernetes_sd_configs: Option<serde_yaml::Value>,
+    #[serde(default)]
+    kubernetes_sd_configs: Vec<KubernetesSdConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -120,6 +120,7 @@ pub struct ScrapeConfig {
     pub body_size_limit: u64,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
     pub client: ClientConfig,
@@ -161,6 +162,9 @@ impl Config {
     pub fn resolve_paths(&mut self, dir: &Path) {
         for job in &mut self.scrape_configs {
             job.client.resolve_paths(dir);
+            for k in &mut job.kubernetes_sd_configs {
+                k.resolve_paths(dir);
+            }
             for f in job.file_sd_configs.iter_mut().flat_map(|sd| sd.files.iter_mut()) {
                 if f.is_relative() {
                     *f = dir.join(&*f);
@@ -182,11 +186,6 @@ impl Config {
         let mut jobs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in raw.scrape_configs.into_iter().enumerate() {
             let at = format!("scrape_configs[{i}] (job {:?})", sc.job_name);
-            if sc.kubernetes_sd_configs.is_some() {
-                return Err(Error::Config(format!(
-                    "{at}: kubernetes_sd_configs is not supported by this version of Pharos yet"
-                )));
-            }
             if sc.job_name.is_empty() {
                 return Err(Error::Config(format!("scrape_configs[{i}].job_name: must not be empty")));
             }
@@ -251,6 +250,7 @@ impl Config {
                 body_size_limit,
                 static_configs: sc.static_configs,
                 file_sd_configs: sc.file_sd_configs,
+                kubernetes_sd_configs: sc.kubernetes_sd_configs,
                 relabel_configs: sc.relabel_configs,
                 metric_relabel_configs: sc.metric_relabel_configs,
                 client,
@@ -280,6 +280,7 @@ impl Config {
                 body_size_limit: 0,
                 static_configs: vec![StaticConfig { targets, labels: BTreeMap::new() }],
                 file_sd_configs: Vec::new(),
+                kubernetes_sd_configs: Vec::new(),
                 relabel_configs: Vec::new(),
                 metric_relabel_configs: Vec::new(),
                 client: ClientConfig::default(),
@@ -328,8 +329,22 @@ scrape_configs:
         assert!(e.to_string().contains("scrape_timeout"), "{e}");
         let e = Config::parse("scrape_configs: [{job_name: a}, {job_name: a}]").unwrap_err();
         assert!(e.to_string().contains("multiple"), "{e}");
-        let e = Config::parse("scrape_configs: [{job_name: a, kubernetes_sd_configs: []}]").unwrap_err();
-        assert!(e.to_string().contains("kubernetes_sd_configs"), "{e}");
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs:\n      - role: pod\n        namespace: x\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("kubernetes_sd_configs") && e.contains("unknown field `namespace`") && e.contains("line 5"),
+            "{e}"
+        );
+        let e = Config::parse("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pods}]}]").unwrap_err();
+        assert!(e.to_string().contains("role \"pods\""), "{e}");
+        let c = Config::parse(
+            "scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, kubeconfig_file: k.yml}]}]",
+        )
+        .unwrap();
+        assert_eq!(c.scrape_configs[0].kubernetes_sd_configs[0].role, crate::kubernetes::Role::Pod);
         let e = Config::parse("scrape_configs: {{{").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
     }
@@ -443,6 +458,18 @@ mod example_tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus.yml");
         let c = super::Config::load(&p).unwrap();
         assert_eq!(c.scrape_configs.len(), 2);
+    }
+
+    #[test]
+    fn the_kubernetes_example_loads() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus-kubernetes.yml");
+        let c = super::Config::load(&p).unwrap();
+        let roles: Vec<_> = c.scrape_configs.iter().map(|j| j.kubernetes_sd_configs[0].role).collect();
+        use crate::kubernetes::Role;
+        assert_eq!(roles, [Role::Pod, Role::Endpoints, Role::Node]);
+        let eps = &c.scrape_configs[1].kubernetes_sd_configs[0];
+        assert!(eps.own_namespace);
+        assert_eq!(eps.selector(Role::Service).and_then(|s| s.label.as_deref()), Some("prometheus.io/scrape=true"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::relabel::is_valid_label_name;
 pub const FILEPATH_LABEL: &str = "__meta_filepath";
 
 /// A group of targets sharing labels, as Prometheus's `targetgroup.Group`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetGroup {
     #[serde(default)]
@@ -30,17 +30,24 @@ pub struct TargetGroup {
     pub labels: BTreeMap<String, String>,
     #[serde(skip)]
     pub source: String,
+    /// Labels of each target (by index in `targets`) that override the
+    /// group's, as a Prometheus target's own label set does (Kubernetes SD
+    /// sets `__address__` and the container or port labels there).
+    #[serde(skip)]
+    pub target_labels: Vec<BTreeMap<String, String>>,
 }
 
 impl TargetGroup {
     /// The discovered label set of each target: the group's labels plus
-    /// `__address__` (the target's own address wins over a group label).
+    /// `__address__` and the target's own labels, which win over the group's.
     pub fn discovered(&self) -> impl Iterator<Item = Labels> + '_ {
-        self.targets.iter().map(|t| {
-            let mut l: Vec<Label> =
-                self.labels.iter().map(|(k, v)| Label { name: k.clone(), value: v.clone() }).collect();
-            l.push(Label { name: "__address__".into(), value: t.clone() });
-            Labels::new(l)
+        self.targets.iter().enumerate().map(|(i, t)| {
+            let mut merged = self.labels.clone();
+            merged.insert("__address__".into(), t.clone());
+            if let Some(own) = self.target_labels.get(i) {
+                merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            Labels::new(merged.into_iter().map(|(name, value)| Label { name, value }).collect())
         })
     }
 

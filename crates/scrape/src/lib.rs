@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod discovery;
 pub mod http;
+pub mod kubernetes;
 mod md5;
 pub mod membership;
 pub mod relabel;
@@ -35,6 +36,7 @@ pub use target::Target;
 
 use crate::config::ScrapeConfig;
 use crate::discovery::{FileDiscovery, TargetGroup};
+use crate::kubernetes::KubernetesDiscovery;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,6 +74,7 @@ pub struct Scraper {
     dropped: Arc<Mutex<Vec<DroppedTarget>>>,
     leaving: Arc<std::sync::atomic::AtomicBool>,
     delivery: Arc<delivery::Delivery>,
+    reload: tokio::sync::mpsc::UnboundedSender<Config>,
 }
 
 /// A discovered target that `relabel_configs` dropped.
@@ -112,18 +115,9 @@ impl Scraper {
         let (stop, rx) = watch::channel(false);
         let active = Arc::new(Mutex::new(Vec::new()));
         let dropped = Arc::new(Mutex::new(Vec::new()));
-        let jobs = config
-            .scrape_configs
-            .iter()
-            .map(|j| Job {
-                config: Arc::new(j.clone()),
-                client: j.client.build_client().inspect_err(|e| {
-                    tracing::error!(job = %j.job_name, error = %e, "every scrape of this job will fail");
-                }),
-                statics: target::static_groups(j),
-                files: j.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
-            })
-            .collect();
+        let sd_changed = Arc::new(tokio::sync::Notify::new());
+        let jobs = config.scrape_configs.iter().map(|j| Job::new(j.clone(), &sd_changed)).collect();
+        let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
         let delivery = delivery::Delivery::start(sink, delivery::DEFAULT_BUDGET);
         let manager = Manager {
             jobs,
@@ -136,9 +130,19 @@ impl Scraper {
             running: HashMap::new(),
             active: active.clone(),
             dropped: dropped.clone(),
+            sd_changed,
+            reloads,
         };
         tokio::spawn(manager.run());
-        Self { stats, stop, active, dropped, leaving: Default::default(), delivery }
+        Self { stats, stop, active, dropped, leaving: Default::default(), delivery, reload }
+    }
+
+    /// Applies a new (validated) configuration: targets whose job and
+    /// labels are unchanged keep their loops (no gap, no restart), targets
+    /// that are gone stop with staleness markers, new ones start at their
+    /// slot. Jobs whose settings are unchanged keep their discovery state.
+    pub fn reload(&self, config: &Config) {
+        let _ = self.reload.send(config.clone());
     }
 
     /// Announces that this scraper is leaving: its [`membership::MEMBER_PATH`]
@@ -193,6 +197,27 @@ struct Job {
     client: Result<reqwest::Client, String>,
     statics: Vec<TargetGroup>,
     files: Vec<FileDiscovery>,
+    kubernetes: Vec<KubernetesDiscovery>,
+}
+
+impl Job {
+    /// A job with its client built and its discoveries started.
+    fn new(config: ScrapeConfig, sd_changed: &Arc<tokio::sync::Notify>) -> Self {
+        let client = config.client.build_client().inspect_err(|e| {
+            tracing::error!(job = %config.job_name, error = %e, "every scrape of this job will fail");
+        });
+        Job {
+            client,
+            statics: target::static_groups(&config),
+            files: config.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
+            kubernetes: config
+                .kubernetes_sd_configs
+                .iter()
+                .map(|k| KubernetesDiscovery::start(k.clone(), sd_changed.clone()))
+                .collect(),
+            config: Arc::new(config),
+        }
+    }
 }
 
 /// Follows service discovery and keeps one scrape loop per owned target.
@@ -205,18 +230,29 @@ struct Manager {
     stats: Arc<ScrapeStats>,
     stop: watch::Receiver<bool>,
     /// The running loops by target key, each with its end signal.
-    running: HashMap<u64, (watch::Sender<scrape_loop::End>, SharedHealth)>,
+    running: HashMap<u64, Running>,
     active: Arc<Mutex<Vec<(Target, SharedHealth)>>>,
     dropped: Arc<Mutex<Vec<DroppedTarget>>>,
+    /// Woken by watch-based discoveries (Kubernetes) when their groups change.
+    sd_changed: Arc<tokio::sync::Notify>,
+    reloads: tokio::sync::mpsc::UnboundedReceiver<Config>,
+}
+
+/// A running scrape loop.
+struct Running {
+    end: watch::Sender<scrape_loop::End>,
+    health: SharedHealth,
+    /// The job it runs under: a reload that changes the job restarts it.
+    job: Arc<ScrapeConfig>,
 }
 
 impl Manager {
     async fn run(mut self) {
-        let poll_ms = self.jobs.iter().flat_map(|j| j.files.iter()).map(FileDiscovery::poll_interval_ms).min();
         let mut first = true;
         let mut members_open = true;
         let mut resync = false;
         loop {
+            let poll_ms = self.jobs.iter().flat_map(|j| j.files.iter()).map(FileDiscovery::poll_interval_ms).min();
             let changed = if poll_ms.is_some() {
                 // File reads are blocking I/O: off the async threads.
                 let mut jobs = std::mem::take(&mut self.jobs);
@@ -260,6 +296,11 @@ impl Manager {
                     members_open = ok;
                     resync = ok;
                 }
+                _ = self.sd_changed.notified() => resync = true,
+                Some(config) = self.reloads.recv() => {
+                    self.apply_config(config);
+                    resync = true;
+                }
             }
             if *self.stop.borrow() {
                 return;
@@ -267,12 +308,28 @@ impl Manager {
         }
     }
 
+    /// Takes a new configuration: a job whose settings are unchanged keeps
+    /// its `Arc` (so its targets' loops keep running) and its discovery
+    /// state; other jobs start afresh, and dropped ones stop their watches.
+    fn apply_config(&mut self, config: Config) {
+        let mut old = std::mem::take(&mut self.jobs);
+        self.external = config.external_labels;
+        for j in config.scrape_configs {
+            match old.iter().position(|o| *o.config == j) {
+                Some(i) => self.jobs.push(old.swap_remove(i)),
+                None => self.jobs.push(Job::new(j, &self.sd_changed)),
+            }
+        }
+        tracing::info!(jobs = self.jobs.len(), "scrape configuration applied");
+    }
+
     /// Starts loops for new targets and stops those of vanished ones.
     fn sync(&mut self) {
         let mut all = Vec::new();
         let mut dropped = Vec::new();
         for job in &self.jobs {
-            let groups = job.statics.iter().chain(job.files.iter().flat_map(|f| f.groups()));
+            let watched: Vec<TargetGroup> = job.kubernetes.iter().flat_map(KubernetesDiscovery::groups).collect();
+            let groups = job.statics.iter().chain(job.files.iter().flat_map(|f| f.groups())).chain(watched.iter());
             let found = target::discover(&job.config, groups, &self.external);
             all.extend(found.active);
             dropped.extend(
@@ -287,16 +344,14 @@ impl Manager {
         let members = self.members.borrow_and_update().clone();
         let owned = owned_targets(all, &members, &self.me);
         self.stats.targets.store(owned.len() as u64, Ordering::Relaxed);
-        let keys: std::collections::HashSet<u64> = owned.iter().map(|t| t.key).collect();
-        self.running.retain(|key, (end, _)| {
-            let keep = keys.contains(key);
-            if !keep {
-                // Still discovered: another scraper owns it now, no staleness markers.
-                let handed_off = discovered.contains(key);
-                let _ = end.send(if handed_off { scrape_loop::End::HandedOff } else { scrape_loop::End::Removed });
-                tracing::info!(target_key = key, handed_off, "stopping the scrape of a target");
+        let jobs: HashMap<u64, &Arc<ScrapeConfig>> = owned.iter().map(|t| (t.key, &t.job)).collect();
+        self.running.retain(|key, r| {
+            let decision = loop_decision(jobs.get(key).map(|j| Arc::ptr_eq(j, &r.job)), discovered.contains(key));
+            if let Some(end) = decision {
+                let _ = r.end.send(end);
+                tracing::info!(target_key = key, ?end, "stopping the scrape of a target");
             }
-            keep
+            decision.is_none()
         });
         for t in &owned {
             if self.running.contains_key(&t.key) {
@@ -305,7 +360,7 @@ impl Manager {
             let Some(job) = self.jobs.iter().find(|j| Arc::ptr_eq(&j.config, &t.job)) else { continue };
             let (end, end_rx) = watch::channel(scrape_loop::End::Running);
             let health = SharedHealth::default();
-            self.running.insert(t.key, (end, health.clone()));
+            self.running.insert(t.key, Running { end, health: health.clone(), job: t.job.clone() });
             tracing::info!(job = %t.job.job_name, url = %t.url, "scraping target");
             tokio::spawn(scrape_loop::run(
                 t.clone(),
@@ -317,8 +372,24 @@ impl Manager {
                 end_rx,
             ));
         }
-        let active = owned.into_iter().filter_map(|t| self.running.get(&t.key).map(|(_, h)| (t, h.clone()))).collect();
+        let active =
+            owned.into_iter().filter_map(|t| self.running.get(&t.key).map(|r| (t, r.health.clone()))).collect();
         *self.active.lock().unwrap_or_else(|e| e.into_inner()) = active;
+    }
+}
+
+/// What happens to a running loop: `None` keeps it; otherwise how it ends.
+/// `owned_same_job` is `None` when this scraper no longer owns the target,
+/// else whether the target's job is the loop's (a reload changed it if not).
+/// A target still discovered but owned elsewhere, or restarted under its
+/// changed job, ends without staleness markers (its series go on); one
+/// that left discovery ends with them.
+fn loop_decision(owned_same_job: Option<bool>, still_discovered: bool) -> Option<scrape_loop::End> {
+    match owned_same_job {
+        Some(true) => None,
+        Some(false) => Some(scrape_loop::End::HandedOff),
+        None if still_discovered => Some(scrape_loop::End::HandedOff),
+        None => Some(scrape_loop::End::Removed),
     }
 }
 
@@ -329,5 +400,19 @@ fn scrape_loop_now_ms() -> i64 {
 impl Drop for Scraper {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape_loop::End;
+    use super::*;
+
+    #[test]
+    fn reload_keeps_unchanged_loops_and_marks_only_removed_targets_stale() {
+        assert_eq!(loop_decision(Some(true), true), None, "unchanged target keeps running");
+        assert_eq!(loop_decision(Some(false), true), Some(End::HandedOff), "changed job restarts, series go on");
+        assert_eq!(loop_decision(None, true), Some(End::HandedOff), "owned elsewhere now");
+        assert_eq!(loop_decision(None, false), Some(End::Removed), "gone from discovery: staleness markers");
     }
 }

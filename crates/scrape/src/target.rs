@@ -71,7 +71,12 @@ pub fn static_groups(job: &ScrapeConfig) -> Vec<TargetGroup> {
     job.static_configs
         .iter()
         .enumerate()
-        .map(|(i, sc)| TargetGroup { targets: sc.targets.clone(), labels: sc.labels.clone(), source: i.to_string() })
+        .map(|(i, sc)| TargetGroup {
+            targets: sc.targets.clone(),
+            labels: sc.labels.clone(),
+            source: i.to_string(),
+            ..TargetGroup::default()
+        })
         .collect()
 }
 
@@ -353,6 +358,7 @@ mod tests {
             targets: targets.iter().map(|t| t.to_string()).collect(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             source: "0".into(),
+            ..TargetGroup::default()
         }
     }
 
