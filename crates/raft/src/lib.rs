@@ -7,7 +7,11 @@
 //! - [`store`]: the raft log, vote and committed/applied state in RocksDB
 //!   column families of the replica's raft database.
 //! - [`state_machine`]: applies committed entries to the TSDB
-//!   ([`pharos_tsdb::Storage::append`]) and remembers the last applied entry.
+//!   ([`pharos_tsdb::Storage::append`]) and remembers the last applied entry;
+//!   builds snapshots (TSDB checkpoints) and installs them.
+//! - [`snapshot`], [`snapshot_dir`], [`archive`]: a snapshot as openraft
+//!   streams it, the snapshots kept on disk, and the archive format a
+//!   checkpoint directory travels in.
 //! - [`network`]: openraft's network over a [`Transport`] that carries
 //!   serialized RPCs; [`handle_rpc`] is the receiving side. The gRPC transport
 //!   lives in `pharos-cluster`, an in-process one in [`testing`].
@@ -18,9 +22,12 @@
 //! This crate knows nothing of HTTP or PromQL, and never blocks an async
 //! worker: RocksDB and TSDB calls run on the blocking pool.
 
+pub mod archive;
 mod error;
 pub mod network;
 pub mod replica;
+pub mod snapshot;
+pub mod snapshot_dir;
 pub mod state_machine;
 pub mod store;
 pub mod testing;
@@ -29,4 +36,5 @@ pub mod types;
 pub use error::Error;
 pub use network::{RpcKind, Transport, handle_rpc};
 pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
+pub use snapshot::SnapshotStorage;
 pub use types::{Member, NodeId, Request, Response, TypeConfig, Write, WriteOutcome};

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
-use pharos_tsdb::{AppendResult, SeriesSamples, Storage};
+use pharos_tsdb::{AppendResult, SeriesSamples};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::Error;
 use crate::network::{NetworkFactory, Transport};
-use crate::state_machine::StateMachine;
+use crate::snapshot::SnapshotStorage;
+use crate::state_machine::{SnapshotStats, StateMachine};
 use crate::store::{LogStore, RaftDb};
 use crate::types::{Member, NodeId, Raft, Request, Write, WriteOutcome};
 
@@ -52,6 +53,17 @@ pub struct ReplicaOptions {
     pub max_inflight_entries: usize,
     /// Writes waiting for an entry, at most; further writers wait.
     pub max_queued_writes: usize,
+    /// A snapshot (TSDB checkpoint) is taken every this many log entries
+    /// since the last one; 0 never takes one (and never purges the log).
+    pub snapshot_every: u64,
+    /// Entries already in a snapshot kept in the log when it is purged, so
+    /// a follower a little behind catches up from the log, not a snapshot.
+    pub log_keep: u64,
+    /// How long sending one snapshot chunk may take; the last one includes
+    /// the follower's restore of its TSDB from the snapshot.
+    pub snapshot_chunk_timeout_ms: u64,
+    /// Bytes of the snapshot stream one InstallSnapshot RPC carries.
+    pub snapshot_chunk_bytes: u64,
 }
 
 impl ReplicaOptions {
@@ -69,6 +81,10 @@ impl ReplicaOptions {
             max_entry_samples: 50_000,
             max_inflight_entries: 8,
             max_queued_writes: 1024,
+            snapshot_every: 10_000,
+            log_keep: 1_000,
+            snapshot_chunk_timeout_ms: 60_000,
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -94,6 +110,20 @@ pub struct ReplicaStatus {
     pub lag: BTreeMap<NodeId, u64>,
     /// On the leader: milliseconds since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Last log index in this replica's current snapshot.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index are purged from this replica's log.
+    #[serde(default)]
+    pub purged_index: Option<u64>,
+    #[serde(default)]
+    pub snapshots_built: u64,
+    /// Snapshots received from a leader and installed into the TSDB.
+    #[serde(default)]
+    pub snapshots_installed: u64,
+    /// Milliseconds the newest install took (unpack and TSDB restore).
+    #[serde(default)]
+    pub last_snapshot_install_ms: u64,
 }
 
 struct Pending {
@@ -108,6 +138,7 @@ pub struct Replica {
     db: RaftDb,
     fresh: bool,
     queue: mpsc::Sender<Pending>,
+    snapshots: Arc<SnapshotStats>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -132,9 +163,10 @@ impl Replica {
     /// Opens the raft database in `opts.dir` and starts the raft node over
     /// `tsdb`. A replica that never was part of a group waits to be
     /// bootstrapped ([`Replica::bootstrap`]) or added by a leader.
+    /// Snapshots are kept in `opts.dir/snapshots`.
     pub async fn start(
         opts: ReplicaOptions,
-        tsdb: Arc<dyn Storage>,
+        tsdb: Arc<dyn SnapshotStorage>,
         transport: Arc<dyn Transport>,
     ) -> Result<Arc<Self>, Error> {
         let dir = opts.dir.clone();
@@ -148,21 +180,28 @@ impl Replica {
             heartbeat_interval: opts.heartbeat_ms,
             election_timeout_min: opts.election_timeout_min_ms,
             election_timeout_max: opts.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: match opts.snapshot_every {
+                0 => SnapshotPolicy::Never,
+                n => SnapshotPolicy::LogsSinceLast(n),
+            },
+            max_in_snapshot_log_to_keep: opts.log_keep,
+            install_snapshot_timeout: opts.snapshot_chunk_timeout_ms,
+            snapshot_max_chunk_size: opts.snapshot_chunk_bytes,
             // Entries per AppendEntries: small enough to store within a heartbeat.
             max_payload_entries: 16,
             ..Config::default()
         }
         .validate()
         .map_err(|e| Error::Raft(format!("raft config: {e}")))?;
-        let sm = StateMachine::open(db.clone(), tsdb)?;
+        let snapshots = Arc::new(SnapshotStats::default());
+        let sm = StateMachine::open(db.clone(), tsdb, opts.dir.join("snapshots"), snapshots.clone()).await?;
         let raft = Raft::new(opts.id, Arc::new(config), NetworkFactory { transport }, LogStore::new(db.clone()), sm)
             .await
             .map_err(|e| Error::Raft(format!("cannot start raft: {e}")))?;
         let (queue, rx) = mpsc::channel(opts.max_queued_writes.max(1));
         tokio::spawn(coalesce(raft.clone(), rx, opts.max_entry_samples, opts.max_inflight_entries.max(1)));
         tracing::info!(id = opts.id, name = %opts.member.name, fresh, "raft replica started");
-        Ok(Arc::new(Self { id: opts.id, raft, db, fresh, queue }))
+        Ok(Arc::new(Self { id: opts.id, raft, db, fresh, queue, snapshots }))
     }
 
     pub fn id(&self) -> NodeId {
@@ -288,6 +327,11 @@ impl Replica {
             members,
             lag,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            snapshots_built: self.snapshots.built.load(Ordering::Relaxed),
+            snapshots_installed: self.snapshots.installed.load(Ordering::Relaxed),
+            last_snapshot_install_ms: self.snapshots.last_install_ms.load(Ordering::Relaxed),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The state machine: committed entries applied to the TSDB.
+//! The state machine: committed entries applied to the TSDB, and snapshots
+//! of the TSDB.
 //!
 //! Applying a [`Request`] appends each of its writes to the TSDB, in log
 //! order, and answers one [`WriteOutcome`] per write; then the last applied
@@ -7,33 +8,87 @@
 //! yet recorded as applied is applied again after the restart: its samples
 //! are then exact duplicates, which the TSDB drops. Applying is idempotent.
 //!
-//! Snapshots are not built yet: the log is never purged (snapshot policy
-//! `Never`), so a new or wiped replica catches up by replaying the log.
+//! Snapshots (policy: every `ReplicaOptions::snapshot_every` entries):
+//!
+//! - Building: [`RaftStateMachine::get_snapshot_builder`] runs between two
+//!   applies, so the TSDB checkpoint it takes there
+//!   ([`SnapshotStorage::checkpoint`]) holds exactly the state through the
+//!   last applied log id; the builder then only publishes it as the current
+//!   snapshot ([`crate::snapshot_dir`]). Once a snapshot exists openraft
+//!   purges the log up to it, keeping `ReplicaOptions::log_keep` entries
+//!   for followers that are only a little behind.
+//! - Sending: a follower that needs purged entries gets the snapshot as
+//!   the archive stream of its checkpoint ([`crate::archive`]), in chunks.
+//! - Installing: the received archive is unpacked, the TSDB's contents are
+//!   replaced with it ([`SnapshotStorage::restore_from_checkpoint`]), and the
+//!   snapshot's last log id and membership are recorded as applied, in the
+//!   same raft-database write that makes it the current snapshot. A restart
+//!   in the middle of a restore finishes it first (the `restoring` record).
 
-use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
-use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
-use pharos_tsdb::Storage;
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use rocksdb::WriteBatch;
+use tokio::io::AsyncWriteExt;
 
 use crate::Error;
-use crate::store::{KEY_APPLIED, KEY_MEMBERSHIP, RaftDb, blocking};
-use crate::types::{Entry, LogId, Member, NodeId, Response, StorageError, StoredMembership, TypeConfig};
+use crate::archive;
+use crate::snapshot::{ArchiveReader, SnapshotData, SnapshotStorage};
+use crate::snapshot_dir::{SnapshotDir, StoredSnapshot};
+use crate::store::{CF_STATE, KEY_APPLIED, KEY_MEMBERSHIP, KEY_RESTORING, RaftDb, blocking};
+use crate::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// Counters of the snapshots a replica built and installed.
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    pub built: AtomicU64,
+    pub installed: AtomicU64,
+    /// Milliseconds the newest install took (unpack and restore).
+    pub last_install_ms: AtomicU64,
+    /// Bytes of the newest snapshot received.
+    pub last_received_bytes: AtomicU64,
+}
 
 pub struct StateMachine {
     db: RaftDb,
-    tsdb: Arc<dyn Storage>,
+    tsdb: Arc<dyn SnapshotStorage>,
+    snapshots: Arc<SnapshotDir>,
+    stats: Arc<SnapshotStats>,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// The file the snapshot being received is written to.
+    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
-    pub fn open(db: RaftDb, tsdb: Arc<dyn Storage>) -> Result<Self, Error> {
+    /// Opens the state machine over `tsdb` with its snapshots in
+    /// `snapshot_root`, finishing a restore a crash interrupted.
+    pub async fn open(
+        db: RaftDb,
+        tsdb: Arc<dyn SnapshotStorage>,
+        snapshot_root: PathBuf,
+        stats: Arc<SnapshotStats>,
+    ) -> Result<Self, Error> {
+        let (db2, tsdb2) = (db.clone(), tsdb.clone());
+        let snapshots = blocking(move || {
+            let snapshots = SnapshotDir::open(&snapshot_root, db2.clone())?;
+            let restoring = db2.get::<(SnapshotMeta, String)>(KEY_RESTORING)?;
+            let keep = restoring.as_ref().map(|(_, name)| snapshot_root.join(name));
+            snapshots.remove_leftovers(keep.as_deref())?;
+            if let (Some((meta, _)), Some(dir)) = (restoring, keep) {
+                tracing::info!(snapshot = %meta.snapshot_id, "finishing a snapshot restore interrupted by a restart");
+                finish_restore(&db2, &*tsdb2, &snapshots, meta, &dir)?;
+            }
+            Ok(snapshots)
+        })
+        .await?;
         let applied = db.get::<Option<LogId>>(KEY_APPLIED)?.flatten();
         let membership = db.get::<StoredMembership>(KEY_MEMBERSHIP)?.unwrap_or_default();
-        Ok(Self { db, tsdb, applied, membership })
+        Ok(Self { db, tsdb, snapshots: Arc::new(snapshots), stats, applied, membership, receiving: None })
     }
 }
 
@@ -41,17 +96,104 @@ fn sm_err(e: Error) -> StorageError {
     StorageIOError::write_state_machine(AnyError::error(e)).into()
 }
 
-/// Builds no snapshot: see the module overview.
-pub struct NoSnapshots;
+fn snapshot_err(meta: Option<&SnapshotMeta>, e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_snapshot(meta.map(SnapshotMeta::signature), AnyError::error(e.to_string())).into()
+}
 
-impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+fn read_snapshot_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+/// The snapshot as openraft reads it (blocking: lists the files).
+fn open_snapshot(stored: Arc<StoredSnapshot>) -> Result<Snapshot<TypeConfig>, Error> {
+    let meta = stored.meta.clone();
+    Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Reading(ArchiveReader::open(stored)?)) })
+}
+
+/// Replaces the TSDB with the unpacked checkpoint `dir` and records it as
+/// the current snapshot and as applied (blocking).
+fn finish_restore(
+    db: &RaftDb,
+    tsdb: &dyn SnapshotStorage,
+    snapshots: &SnapshotDir,
+    meta: SnapshotMeta,
+    dir: &Path,
+) -> Result<Arc<StoredSnapshot>, Error> {
+    tsdb.restore_from_checkpoint(dir)?;
+    let (last, membership) = (meta.last_log_id, meta.last_membership.clone());
+    snapshots.publish(dir, meta, |b| {
+        db.put(b, KEY_APPLIED, &last)?;
+        db.put(b, KEY_MEMBERSHIP, &membership)?;
+        b.delete_cf(db.cf(CF_STATE)?, KEY_RESTORING);
+        Ok(())
+    })
+}
+
+/// Installs the snapshot received in file `archive` (blocking); returns
+/// the bytes it unpacked to.
+fn install(
+    db: &RaftDb,
+    tsdb: &dyn SnapshotStorage,
+    snapshots: &SnapshotDir,
+    meta: SnapshotMeta,
+    archive: &Path,
+) -> Result<u64, Error> {
+    let dir = snapshots.new_path("restore", "");
+    let unpacked = archive::unpack(archive, &dir);
+    let removed = std::fs::remove_file(archive);
+    let bytes = match unpacked {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    removed.map_err(|e| Error::RaftStorage(format!("{}: {e}", archive.display())))?;
+    // From here on a restart finishes the restore (see `StateMachine::open`).
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut b = WriteBatch::default();
+    db.put(&mut b, KEY_RESTORING, &(meta.clone(), name))?;
+    db.write(b, true)?;
+    finish_restore(db, tsdb, snapshots, meta, &dir)?;
+    Ok(bytes)
+}
+
+/// Builds a snapshot from the checkpoint taken by
+/// [`RaftStateMachine::get_snapshot_builder`].
+pub struct SnapshotBuilder {
+    snapshots: Arc<SnapshotDir>,
+    stats: Arc<SnapshotStats>,
+    /// The checkpoint directory, or why it could not be taken.
+    checkpoint: Result<PathBuf, String>,
+    last: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        Err(StorageIOError::write_snapshot(None, AnyError::error("snapshots are not supported yet")).into())
+        let dir = std::mem::replace(&mut self.checkpoint, Err("snapshot already built".into()))
+            .map_err(|e| snapshot_err(None, format!("cannot take a TSDB checkpoint: {e}")))?;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let meta = SnapshotMeta {
+            last_log_id: self.last,
+            last_membership: self.membership.clone(),
+            snapshot_id: format!("{}-{ms}", self.last.map_or(0, |l| l.index)),
+        };
+        let snapshots = self.snapshots.clone();
+        let snapshot = blocking(move || open_snapshot(snapshots.publish(&dir, meta, |_| Ok(()))?))
+            .await
+            .map_err(|e| snapshot_err(None, e))?;
+        self.stats.built.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(snapshot = %snapshot.meta.snapshot_id, "snapshot built");
+        Ok(snapshot)
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -95,23 +237,76 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(responses)
     }
 
+    /// Takes the TSDB checkpoint now, between two applies (see the module
+    /// overview); the builder only publishes it.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        let (tsdb, dir) = (self.tsdb.clone(), self.snapshots.new_path("building", ""));
+        let checkpoint = blocking(move || {
+            tsdb.checkpoint(&dir)?;
+            Ok(dir)
+        })
+        .await
+        .map_err(|e| e.to_string());
+        SnapshotBuilder {
+            snapshots: self.snapshots.clone(),
+            stats: self.stats.clone(),
+            checkpoint,
+            last: self.applied,
+            membership: self.membership.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        if let Some(old) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(&old).await;
+        }
+        let path = self.snapshots.new_path("incoming", ".part");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| snapshot_err(None, format!("{}: {e}", path.display())))?;
+        self.receiving = Some(path);
+        Ok(Box::new(SnapshotData::Receiving(file)))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        _meta: &SnapshotMeta<NodeId, Member>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        Err(StorageIOError::write_snapshot(None, AnyError::error("snapshots are not supported yet")).into())
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let archive =
+            self.receiving.take().ok_or_else(|| snapshot_err(Some(meta), "no snapshot was being received"))?;
+        match *snapshot {
+            SnapshotData::Receiving(mut f) => {
+                f.flush().await.map_err(|e| snapshot_err(Some(meta), e))?;
+                f.sync_all().await.map_err(|e| snapshot_err(Some(meta), e))?;
+            }
+            SnapshotData::Reading(_) => return Err(snapshot_err(Some(meta), "a stored snapshot cannot be installed")),
+        }
+        let received = tokio::fs::metadata(&archive).await.map(|m| m.len()).unwrap_or(0);
+        let (db, tsdb, snapshots, m) = (self.db.clone(), self.tsdb.clone(), self.snapshots.clone(), meta.clone());
+        let bytes = blocking(move || install(&db, &*tsdb, &snapshots, m, &archive))
+            .await
+            .map_err(|e| snapshot_err(Some(meta), e))?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        let took = started.elapsed();
+        self.stats.installed.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_install_ms.store(took.as_millis() as u64, Ordering::Relaxed);
+        self.stats.last_received_bytes.store(received, Ordering::Relaxed);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            received,
+            unpacked = bytes,
+            ms = took.as_millis() as u64,
+            "snapshot installed: the TSDB now holds the snapshot's state"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
+        let Some(stored) = self.snapshots.current() else { return Ok(None) };
+        blocking(move || open_snapshot(stored)).await.map(Some).map_err(read_snapshot_err)
     }
 }

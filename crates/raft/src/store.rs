@@ -3,8 +3,8 @@
 //! Column families of the replica's raft database (`DATA_DIR/raft`):
 //! `raft_log` maps a log index (u64 big endian) to the bincode-encoded
 //! entry; `raft_state` holds the vote, the committed and purged log ids and
-//! the state machine's last applied log id and membership. Every RocksDB call
-//! runs on the blocking pool.
+//! the state machine's last applied log id and membership, and the current
+//! snapshot's record. Every RocksDB call runs on the blocking pool.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -28,6 +28,10 @@ pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
 pub(crate) const KEY_PURGED: &[u8] = b"purged";
 pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
+/// The current snapshot: its metadata and directory name.
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// A snapshot restore in progress: its metadata and unpacked directory.
+pub(crate) const KEY_RESTORING: &[u8] = b"restoring";
 
 /// The replica's raft database, shared by the log store and the state machine.
 #[derive(Clone)]
@@ -260,8 +264,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || {
             let mut b = WriteBatch::default();
             db.put(&mut b, KEY_PURGED, &log_id)?;
-            b.delete_range_cf(db.cf(CF_LOG)?, 0u64.to_be_bytes(), (log_id.index + 1).to_be_bytes());
-            db.write(b, false)
+            let (from, to) = (0u64.to_be_bytes(), (log_id.index + 1).to_be_bytes());
+            b.delete_range_cf(db.cf(CF_LOG)?, from, to);
+            db.write(b, false)?;
+            // Table files wholly within the purged range go now, not at
+            // some later compaction.
+            Ok(db.db.delete_file_in_range_cf(db.cf(CF_LOG)?, from, log_id.index.to_be_bytes())?)
         })
         .await
         .map_err(write_err)

@@ -1,7 +1,5 @@
 //! The openraft type configuration of a shard's raft group.
 
-use std::io::Cursor;
-
 use pharos_tsdb::{AppendResult, RejectReason, Rejection, SeriesSamples};
 use serde::{Deserialize, Serialize};
 
@@ -100,11 +98,12 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::SnapshotData,
 );
 
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
 pub type Raft = openraft::Raft<TypeConfig>;

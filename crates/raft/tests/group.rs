@@ -1,6 +1,7 @@
-//! A three-replica raft group in one process (the in-process router):
+//! Raft groups in one process (the in-process router), over RocksDB TSDBs:
 //! elect, write through the leader, read back on every replica, lose the
-//! leader, elect again, restart a replica from its raft database.
+//! leader, elect again, restart a replica from its raft database; and a
+//! replica added after the log was purged catches up through a snapshot.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,34 +9,53 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::RaftLogReader;
+use openraft::storage::RaftLogStorage;
 use pharos_model::{Labels, Matcher, Sample};
+use pharos_raft::store::{LogStore, RaftDb};
 use pharos_raft::testing::Router;
 use pharos_raft::{Error, Member, NodeId, Replica, ReplicaOptions};
-use pharos_tsdb::{MemStorage, SeriesSamples, Storage};
+use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, Storage};
 
 struct Node {
     replica: Arc<Replica>,
-    tsdb: Arc<MemStorage>,
+    tsdb: Arc<RocksStorage>,
+}
+
+fn tsdb(dir: &std::path::Path, name: &str) -> Arc<RocksStorage> {
+    Arc::new(RocksStorage::open(&dir.join(name), RocksOptions::default()).unwrap())
 }
 
 fn member(id: NodeId) -> Member {
     Member { name: format!("ingester-{id}"), grpc: format!("node-{id}") }
 }
 
-fn opts(id: NodeId, dir: &std::path::Path) -> ReplicaOptions {
+/// Test timings; a snapshot every `snapshot_every` entries (0: never).
+fn opts(id: NodeId, dir: &std::path::Path, snapshot_every: u64) -> ReplicaOptions {
     let mut o = ReplicaOptions::new(id, member(id), dir.join(format!("raft-{id}")));
     o.heartbeat_ms = 50;
     o.election_timeout_min_ms = 200;
     o.election_timeout_max_ms = 400;
+    if snapshot_every > 0 {
+        o.snapshot_every = snapshot_every;
+        o.log_keep = 0;
+        // Several chunks even for a small snapshot.
+        o.snapshot_chunk_bytes = 16 << 10;
+    }
     o
 }
 
-async fn start(router: &Arc<Router>, id: NodeId, dir: &std::path::Path, tsdb: Arc<MemStorage>) -> Node {
+async fn start(router: &Arc<Router>, id: NodeId, dir: &std::path::Path, tsdb: Arc<RocksStorage>) -> Node {
+    start_with(router, opts(id, dir, 0), tsdb).await
+}
+
+async fn start_with(router: &Arc<Router>, opts: ReplicaOptions, tsdb: Arc<RocksStorage>) -> Node {
+    let id = opts.id;
     // A replica stopped in this process releases its database when raft's
     // tasks have wound down.
     let deadline = Instant::now() + Duration::from_secs(10);
     let replica = loop {
-        match Replica::start(opts(id, dir), tsdb.clone(), router.transport(id)).await {
+        match Replica::start(opts.clone(), tsdb.clone(), router.transport(id)).await {
             Ok(r) => break r,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("replica {id} not started yet: {e}");
@@ -69,9 +89,28 @@ async fn leader(nodes: &BTreeMap<NodeId, Node>, except: Option<NodeId>) -> NodeI
     }
 }
 
-fn count(tsdb: &MemStorage) -> usize {
+fn count(tsdb: &RocksStorage) -> usize {
     let m = [Matcher::new(pharos_model::MatchOp::Equal, "__name__", "up").unwrap()];
     tsdb.select("t", &m, i64::MIN, i64::MAX).unwrap().iter().map(|s| s.samples.len()).sum()
+}
+
+/// Three replicas (1, 2, 3) bootstrapped as a group.
+async fn group(router: &Arc<Router>, dir: &std::path::Path, snapshot_every: u64) -> BTreeMap<NodeId, Node> {
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start_with(router, opts(id, dir, snapshot_every), tsdb(dir, &format!("tsdb-{id}"))).await);
+    }
+    let members: BTreeMap<NodeId, Member> = (1..=3).map(|id| (id, member(id))).collect();
+    nodes[&1].replica.bootstrap(members).await.unwrap();
+    nodes
+}
+
+/// Shuts replica `id` down and takes it out of the group; returns its TSDB.
+async fn stop(router: &Router, nodes: &mut BTreeMap<NodeId, Node>, id: NodeId) -> Arc<RocksStorage> {
+    let n = nodes.remove(&id).unwrap();
+    n.replica.shutdown().await;
+    router.unregister(id);
+    n.tsdb
 }
 
 async fn eventually(mut f: impl FnMut() -> bool, what: &str) {
@@ -86,12 +125,7 @@ async fn eventually(mut f: impl FnMut() -> bool, what: &str) {
 async fn three_replicas_elect_write_fail_over_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let router = Router::new();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        nodes.insert(id, start(&router, id, dir.path(), Arc::new(MemStorage::new())).await);
-    }
-    let members: BTreeMap<NodeId, Member> = (1..=3).map(|id| (id, member(id))).collect();
-    nodes[&1].replica.bootstrap(members).await.unwrap();
+    let mut nodes = group(&router, dir.path(), 0).await;
     let l1 = leader(&nodes, None).await;
 
     // Writes go through the leader; a follower redirects.
@@ -141,29 +175,110 @@ async fn three_replicas_elect_write_fail_over_and_restart() {
 
     // A replica restarted from its raft database rejoins with its state.
     let f = *nodes.keys().find(|id| **id != l2).unwrap();
-    let n = nodes.remove(&f).unwrap();
-    n.replica.shutdown().await;
-    router.unregister(f);
-    drop(n.replica);
-    let restarted = start(&router, f, dir.path(), n.tsdb.clone()).await;
+    let kept = stop(&router, &mut nodes, f).await;
+    let restarted = start(&router, f, dir.path(), kept).await;
     assert!(!restarted.replica.is_fresh());
     nodes.insert(f, restarted);
     nodes[&l2].replica.write("t", batch(80)).await.unwrap();
     eventually(|| count(&nodes[&f].tsdb) == 81, "the restarted replica applies new writes").await;
 
     // A wiped replica (new TSDB, new raft database) catches up from the log.
-    let n = nodes.remove(&f).unwrap();
-    n.replica.shutdown().await;
-    router.unregister(f);
-    drop(n);
+    drop(stop(&router, &mut nodes, f).await);
     std::fs::remove_dir_all(dir.path().join(format!("raft-{f}"))).unwrap();
-    let wiped = start(&router, f, dir.path(), Arc::new(MemStorage::new())).await;
+    let wiped = start(&router, f, dir.path(), tsdb(dir.path(), &format!("tsdb-{f}-wiped"))).await;
     assert!(wiped.replica.is_fresh());
     nodes.insert(f, wiped);
     eventually(|| count(&nodes[&f].tsdb) == 81, "the wiped replica replays the whole log").await;
     for n in nodes.values() {
         n.replica.shutdown().await;
     }
+}
+
+/// Every replica takes a snapshot every 20 entries and purges its log up
+/// to it; a replica added afterwards cannot get the early entries from any
+/// log, so it must install a snapshot, and then holds every sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_added_after_the_purge_catches_up_through_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::new();
+    let mut nodes = group(&router, dir.path(), 20).await;
+    let l = leader(&nodes, None).await;
+    // One write at a time: one entry each, to three series.
+    let sample = |i: i64| {
+        vec![SeriesSamples {
+            labels: Labels::from_pairs(&[("__name__", "up"), ("s", &(i % 3).to_string())]),
+            samples: vec![Sample::new(1000 + i, i as f64)],
+        }]
+    };
+    for i in 0..300 {
+        nodes[&l].replica.write("t", sample(i)).await.unwrap();
+    }
+    eventually(
+        || nodes[&l].replica.status().purged_index.is_some_and(|p| p >= 200),
+        "the leader purges its log up to a snapshot",
+    )
+    .await;
+    let st = nodes[&l].replica.status();
+    assert!(st.snapshots_built >= 1 && st.snapshots_installed == 0, "{st:?}");
+    // Only the newest snapshot is kept.
+    let snaps = |id: NodeId| -> Vec<String> {
+        std::fs::read_dir(dir.path().join(format!("raft-{id}/snapshots")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap-"))
+            .collect()
+    };
+    eventually(|| snaps(l).len() == 1, "one snapshot kept on the leader").await;
+
+    // A new replica joins: learner, catches up, voter.
+    let new = start_with(&router, opts(4, dir.path(), 20), tsdb(dir.path(), "tsdb-4")).await;
+    nodes.insert(4, new);
+    let started = Instant::now();
+    nodes[&l].replica.add_replica(4, member(4)).await.unwrap();
+    eventually(|| count(&nodes[&4].tsdb) == 300, "the new replica holds every sample").await;
+    eprintln!("replica 4 caught up in {} ms", started.elapsed().as_millis());
+    let st4 = nodes[&4].replica.status();
+    assert_eq!(st4.snapshots_installed, 1, "{st4:?}");
+    assert!(st4.voters.contains(&4), "{st4:?}");
+    assert_eq!(snaps(4).len(), 1, "the installed snapshot is kept to serve others");
+    let m = [Matcher::new(pharos_model::MatchOp::Equal, "__name__", "up").unwrap()];
+    let all = |t: &RocksStorage| t.select("t", &m, i64::MIN, i64::MAX).unwrap();
+    assert_eq!(all(&nodes[&4].tsdb), all(&nodes[&l].tsdb));
+
+    // It follows the log from there, and keeps it all across a restart.
+    for i in 300..310 {
+        nodes[&l].replica.write("t", sample(i)).await.unwrap();
+    }
+    eventually(|| count(&nodes[&4].tsdb) == 310, "the new replica applies new writes").await;
+    let kept = stop(&router, &mut nodes, 4).await;
+    let again = start_with(&router, opts(4, dir.path(), 20), kept).await;
+    assert!(!again.replica.is_fresh());
+    nodes.insert(4, again);
+    nodes[&l].replica.write("t", sample(310)).await.unwrap();
+    eventually(|| count(&nodes[&4].tsdb) == 311, "the restarted replica applies new writes").await;
+    let purged = nodes[&l].replica.status().purged_index.unwrap();
+    for n in nodes.values() {
+        n.replica.shutdown().await;
+    }
+    drop(nodes);
+
+    // The purged entries are gone from the leader's raft database.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = loop {
+        // Raft's tasks release the database shortly after shutdown.
+        match RaftDb::open(&dir.path().join(format!("raft-{l}")), false) {
+            Ok(db) => break LogStore::new(db),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "raft database of {l} never released: {e}");
+                eprintln!("raft database not released yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(purged));
+    assert!(log.try_get_log_entries(0..=purged).await.unwrap().is_empty());
+    assert!(!log.try_get_log_entries(purged + 1..).await.unwrap().is_empty());
 }
 
 async fn futures_join<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
