@@ -43,6 +43,9 @@ enum Command {
     /// Administration of a running cluster.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Load generator and benchmark tools: targets, write, query, verify, chart.
+    #[command(subcommand)]
+    Bench(pharos_bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -200,6 +203,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(a) => roles::gateway(a).await,
             Command::Scraper(a) => roles::scraper(a).await,
             Command::Admin(c) => replication::admin(c).await,
+            Command::Bench(c) => pharos_bench::run(c).await.map_err(anyhow::Error::from),
         }
     });
     match result {
