@@ -7,41 +7,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Serves `synthetic{n="i"} i` on a fresh loopback port per target, in
-/// threads that live as long as the test process.
+/// Serves `synthetic{n="i"} i` on a fresh loopback port per target.
 fn serve_targets(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = l.local_addr().unwrap().to_string();
-            std::thread::spawn(move || {
-                for conn in l.incoming() {
-                    let Ok(mut c) = conn else { continue };
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match c.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => head.extend_from_slice(&buf[..k]),
-                        }
-                    }
-                    let body = format!("# TYPE synthetic gauge\nsynthetic{{n=\"{i}\"}} {i}\n");
-                    let _ = write!(
-                        c,
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            });
-            addr
-        })
-        .collect()
+    (0..n).map(|i| serve_metrics(format!("# TYPE synthetic gauge\nsynthetic{{n=\"{i}\"}} {i}\n"))).collect()
 }
 
 fn write_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {

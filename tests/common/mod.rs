@@ -148,3 +148,44 @@ pub fn wait_cluster_json(dir: &Path, sup: &mut Proc, secs: u64) -> serde_json::V
     }
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
+
+/// Serves `body` as a Prometheus text exposition on a fresh loopback port,
+/// from a thread that lives as long as the test process; returns the address.
+pub fn serve_metrics(body: String) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => head.extend_from_slice(&buf[..k]),
+                }
+            }
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// Installs Debian package `package` unless `binary` is on the PATH. Waits
+/// for a dpkg lock another installer holds instead of failing on it.
+pub fn ensure_package(package: &str, binary: &str) {
+    if Command::new("sh").arg("-c").arg(format!("command -v {binary}")).output().is_ok_and(|o| o.status.success()) {
+        return;
+    }
+    let install = format!(
+        "export DEBIAN_FRONTEND=noninteractive; a='apt-get -o DPkg::Lock::Timeout=600 -y -q'; \
+         ($a install {package} || ($a update && $a install {package})) >/dev/null 2>&1"
+    );
+    let ok = Command::new("sh").arg("-c").arg(install).status().unwrap().success();
+    assert!(ok, "could not install Debian's {package} package");
+}
