@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use pharos_cluster::Cluster;
 use pharos_model::{Labels, METRIC_NAME, MatchOp, Matcher, Series};
-use pharos_promql::{Engine, PushdownRequest, QueryStats, Queryable, SelectError};
+use pharos_promql::{Engine, Partial, PushdownRequest, QueryResult, QueryStats, Queryable, SelectError};
 use serde_json::{Value as J, json};
 
 use crate::json::{self, success};
@@ -41,7 +41,7 @@ impl Queryable for TenantView<'_> {
         self.cluster.supports_pushdown()
     }
 
-    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, SelectError> {
+    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Partial>, SelectError> {
         self.cluster.eval_partials(self.tenant, req).await.map_err(|e| SelectError(e.to_string()))
     }
 }
@@ -73,8 +73,8 @@ pub async fn instant(
     let q = query_param(&r)?;
     let t = time_param(&r.params, "time", now_ms())?;
     let view = TenantView { cluster: &st.cluster, tenant: &r.tenant };
-    let (v, stats) = st.engine.instant_with_stats(&view, q, t).await?;
-    Ok(success(with_stats(json::value(&v), &r, &stats)))
+    let (res, stats) = st.engine.instant_with_stats(&view, q, t).await?;
+    Ok(annotated(success(with_stats(json::value(&res.value), &r, &stats)), &res))
 }
 
 pub async fn range(
@@ -111,8 +111,19 @@ pub async fn range(
         ));
     }
     let view = TenantView { cluster: &st.cluster, tenant: &r.tenant };
-    let (v, stats) = st.engine.range_with_stats(&view, q, start, end, step).await?;
-    Ok(success(with_stats(json::value(&v), &r, &stats)))
+    let (res, stats) = st.engine.range_with_stats(&view, q, start, end, step).await?;
+    Ok(annotated(success(with_stats(json::value(&res.value), &r, &stats)), &res))
+}
+
+/// Prometheus 3's top-level `warnings` and `infos` (left out when empty).
+fn annotated(mut body: axum::Json<J>, res: &QueryResult) -> axum::Json<J> {
+    if !res.warnings.is_empty() {
+        body.0["warnings"] = json!(res.warnings);
+    }
+    if !res.infos.is_empty() {
+        body.0["infos"] = json!(res.infos);
+    }
+    body
 }
 
 /// Adds Prometheus's `stats` object when the request asks for it (`stats=<anything>`).
@@ -348,6 +359,25 @@ mod tests {
         let err = get(format_query, &st, "/api/v1/format_query?query=sum(").await.unwrap_err();
         assert_eq!(err.error_type, "bad_data");
         assert!(err.message.starts_with("invalid parameter \"query\""), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn warnings_and_infos_are_top_level() {
+        let st = state().await;
+        let v = get(instant, &st, "/api/v1/query?query=up&time=25").await.unwrap();
+        assert!(v.get("warnings").is_none() && v.get("infos").is_none(), "{v}");
+        let v = get(instant, &st, "/api/v1/query?query=rate(up%5B1m%5D)&time=25").await.unwrap();
+        assert_eq!(
+            v["infos"][0],
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)",
+            "{v}"
+        );
+        let v = get(range, &st, "/api/v1/query_range?query=sort(up)&start=10&end=20&step=10").await.unwrap();
+        assert_eq!(
+            v["warnings"][0],
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)",
+            "{v}"
+        );
     }
 
     #[tokio::test]

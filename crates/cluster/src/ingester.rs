@@ -111,9 +111,10 @@ impl Ingester for IngesterService {
     async fn eval(&self, req: Request<pb::EvalRequest>) -> Result<Response<pb::EvalResponse>, Status> {
         let (tenant, req) = crate::pushdown::request_from_proto(req.into_inner());
         self.barrier().await?;
-        let series = self.shard.eval(&tenant, &req).await?;
+        let partial = self.shard.eval(&tenant, &req).await?;
         Ok(Response::new(pb::EvalResponse {
-            series: series.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
+            series: partial.series.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
+            annotations: crate::pushdown::annotations_to_proto(&partial.annotations),
         }))
     }
 

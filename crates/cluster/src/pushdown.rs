@@ -11,7 +11,9 @@
 //! cluster whose series may be split over shards.
 
 use pharos_model::{Matcher, Series};
-use pharos_promql::{Engine, PushdownRequest, Queryable, SelectError};
+use pharos_promql::{
+    Annotation, AnnotationKind, Annotations, Engine, Monotonicity, Partial, PushdownRequest, Queryable, SelectError,
+};
 use pharos_proto::pharos::v1 as pb;
 
 use crate::{Cluster, Error, LocalShard, Shard};
@@ -31,7 +33,7 @@ impl Queryable for ShardView<'_> {
 
 /// A shard's answer to a pushed-down expression: the engine over its own series
 /// (storage reads run on the blocking pool, as every [`LocalShard`] call does).
-pub(crate) async fn eval_local(shard: &LocalShard, tenant: &str, req: &PushdownRequest) -> Result<Vec<Series>, Error> {
+pub(crate) async fn eval_local(shard: &LocalShard, tenant: &str, req: &PushdownRequest) -> Result<Partial, Error> {
     let view = ShardView { shard, tenant };
     Engine::default().eval_pushdown(&view, req).await.map_err(|e| match e {
         pharos_promql::Error::Parse(m) => Error::BadRequest(m),
@@ -49,6 +51,53 @@ pub(crate) fn request_to_proto(tenant: &str, r: &PushdownRequest) -> pb::EvalReq
         lookback_ms: r.lookback_ms,
         prometheus3: r.prometheus3,
     }
+}
+
+pub(crate) fn annotations_to_proto(a: &Annotations) -> Vec<pb::Annotation> {
+    a.iter()
+        .map(|a| {
+            let m = a.monotonicity.unwrap_or(Monotonicity {
+                min_ts: 0,
+                max_ts: 0,
+                min_bucket: 0.0,
+                max_bucket: 0.0,
+                max_diff: 0.0,
+                extra: 0,
+            });
+            pb::Annotation {
+                warning: a.kind == AnnotationKind::Warning,
+                text: a.text.clone(),
+                node: a.node as u64,
+                has_monotonicity: a.monotonicity.is_some(),
+                min_ts: m.min_ts,
+                max_ts: m.max_ts,
+                min_bucket: m.min_bucket,
+                max_bucket: m.max_bucket,
+                max_diff: m.max_diff,
+                extra: m.extra,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn annotations_from_proto(v: Vec<pb::Annotation>) -> Annotations {
+    let mut out = Annotations::default();
+    for a in v {
+        out.add(Annotation {
+            kind: if a.warning { AnnotationKind::Warning } else { AnnotationKind::Info },
+            text: a.text,
+            node: usize::try_from(a.node).unwrap_or(usize::MAX),
+            monotonicity: a.has_monotonicity.then_some(Monotonicity {
+                min_ts: a.min_ts,
+                max_ts: a.max_ts,
+                min_bucket: a.min_bucket,
+                max_bucket: a.max_bucket,
+                max_diff: a.max_diff,
+                extra: a.extra,
+            }),
+        });
+    }
+    out
 }
 
 pub(crate) fn request_from_proto(r: pb::EvalRequest) -> (String, PushdownRequest) {
@@ -78,8 +127,8 @@ impl Cluster {
         self
     }
 
-    /// Evaluates `req` on every shard concurrently: one matrix per shard.
-    pub async fn eval_partials(&self, tenant: &str, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, Error> {
+    /// Evaluates `req` on every shard concurrently: one answer per shard.
+    pub async fn eval_partials(&self, tenant: &str, req: &PushdownRequest) -> Result<Vec<Partial>, Error> {
         let calls = self.shards.iter().map(|s| s.eval(tenant, req));
         futures::future::join_all(calls).await.into_iter().collect()
     }
@@ -88,6 +137,15 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_survive_the_wire() {
+        let mut a = Annotations::default();
+        a.add(Annotation::invalid_quantile(2.0, 3));
+        let m = Monotonicity { min_ts: 1, max_ts: 2, min_bucket: 0.5, max_bucket: 1.0, max_diff: 3.0, extra: 4 };
+        a.add(Annotation::forced_monotonicity(1, m));
+        assert_eq!(annotations_from_proto(annotations_to_proto(&a)), a);
+    }
     use pharos_model::{Labels, Sample};
     use pharos_tsdb::{MemStorage, SeriesSamples};
     use std::sync::Arc;
@@ -114,9 +172,16 @@ mod tests {
         };
         let parts = cluster.eval_partials("t", &req).await.unwrap();
         assert_eq!(parts.len(), 3);
-        let total: f64 = parts.iter().flatten().map(|s| s.samples[0].v).sum();
+        let total: f64 = parts.iter().flat_map(|p| &p.series).map(|s| s.samples[0].v).sum();
         assert_eq!(total, 30.0);
-        assert!(parts.iter().all(|p| p.len() == 1), "each shard holds some of the series");
+        assert!(parts.iter().all(|p| p.series.len() == 1), "each shard holds some of the series");
+        // `m` does not end like a counter's name: every shard says so about node 1.
+        let req = PushdownRequest { expr: "sum(rate(m[1m]))".into(), ..req };
+        for p in cluster.eval_partials("t", &req).await.unwrap() {
+            let a: Vec<_> = p.annotations.iter().collect();
+            assert_eq!(a.len(), 1, "{a:?}");
+            assert_eq!((a[0].kind, a[0].node), (AnnotationKind::Info, 2));
+        }
         assert!(cluster.supports_pushdown());
         assert!(!cluster.without_pushdown().supports_pushdown());
     }

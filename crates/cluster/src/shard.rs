@@ -26,7 +26,7 @@ pub trait Shard: Send + Sync {
     async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
     async fn flush(&self) -> Result<(), Error>;
     /// Evaluates a pushed-down PromQL expression over this shard's series only.
-    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<pharos_promql::Partial, Error> {
         let _ = (tenant, req);
         Err(Error::Internal("this shard cannot evaluate PromQL".into()))
     }
@@ -86,7 +86,7 @@ impl Shard for LocalShard {
         self.blocking(|s| s.flush()).await
     }
 
-    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<pharos_promql::Partial, Error> {
         crate::pushdown::eval_local(self, tenant, req).await
     }
 }
@@ -343,7 +343,7 @@ impl Shard for RemoteShard {
         }
     }
 
-    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<Vec<Series>, Error> {
+    async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<pharos_promql::Partial, Error> {
         let req = crate::pushdown::request_to_proto(tenant, req);
         let resp = self
             .call(|mut c| {
@@ -351,6 +351,9 @@ impl Shard for RemoteShard {
                 async move { c.eval(req).await.map(|r| r.into_inner()) }
             })
             .await?;
-        Ok(resp.series.into_iter().map(select_result_from_proto).collect())
+        Ok(pharos_promql::Partial {
+            series: resp.series.into_iter().map(select_result_from_proto).collect(),
+            annotations: crate::pushdown::annotations_from_proto(resp.annotations),
+        })
     }
 }

@@ -3,7 +3,8 @@
 //! runs over a three-shard in-memory cluster with aggregations pushed down to the
 //! shards and without, at the times `promql_diff.py compare` uses, and the answers
 //! must agree (within the conformance check's relative 1e-6: pushed sums add in another
-//! order). Skipped with a message when the shared folder or python3 is missing.
+//! order), warnings and infos included. Skipped with a message when the shared folder
+//! or python3 is missing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pharos_cluster::{Cluster, LocalShard, Shard};
 use pharos_model::{Labels, Matcher, Sample, Series};
-use pharos_promql::{Engine, PushdownRequest, Queryable, SelectError, Value};
+use pharos_promql::{Engine, Partial, PushdownRequest, QueryResult, Queryable, SelectError, Value};
 use pharos_tsdb::{MemStorage, SeriesSamples};
 
 const TENANT: &str = "t";
@@ -34,7 +35,7 @@ impl Queryable for View<'_> {
     fn supports_pushdown(&self) -> bool {
         self.cluster.supports_pushdown()
     }
-    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, SelectError> {
+    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Partial>, SelectError> {
         self.pushed.fetch_add(1, Ordering::Relaxed);
         self.cluster.eval_partials(TENANT, req).await.map_err(|e| SelectError(e.to_string()))
     }
@@ -97,10 +98,27 @@ fn same_series(a: &[Series], b: &[Series]) -> bool {
         })
 }
 
-fn same(a: &Result<Value, pharos_promql::Error>, b: &Result<Value, pharos_promql::Error>) -> bool {
+/// Equal values (within rounding) and identical warnings and infos.
+fn same(a: &Result<QueryResult, pharos_promql::Error>, b: &Result<QueryResult, pharos_promql::Error>) -> bool {
     match (a, b) {
         (Err(x), Err(y)) => x.to_string() == y.to_string(),
-        (Ok(Value::Vector(x)), Ok(Value::Vector(y))) => {
+        (Ok(x), Ok(y)) => {
+            let sorted = |v: &[String]| {
+                let mut v = v.to_vec();
+                v.sort();
+                v
+            };
+            sorted(&x.warnings) == sorted(&y.warnings)
+                && sorted(&x.infos) == sorted(&y.infos)
+                && same_value(&x.value, &y.value)
+        }
+        _ => false,
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Vector(x), Value::Vector(y)) => {
             let sorted = |v: &Vec<pharos_promql::VectorSample>| {
                 let mut s: Vec<Series> =
                     v.iter().map(|e| Series::new(e.labels.clone(), vec![Sample::new(e.t, e.v)])).collect();
@@ -109,10 +127,9 @@ fn same(a: &Result<Value, pharos_promql::Error>, b: &Result<Value, pharos_promql
             };
             same_series(&sorted(x), &sorted(y))
         }
-        (Ok(Value::Matrix(x)), Ok(Value::Matrix(y))) => same_series(x, y),
-        (Ok(Value::Scalar { t, v }), Ok(Value::Scalar { t: t2, v: v2 })) => t == t2 && close(*v, *v2),
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
+        (Value::Matrix(x), Value::Matrix(y)) => same_series(x, y),
+        (Value::Scalar { t, v }, Value::Scalar { t: t2, v: v2 }) => t == t2 && close(*v, *v2),
+        (x, y) => x == y,
     }
 }
 
@@ -137,7 +154,7 @@ async fn conformance_queries_give_the_same_answers_pushed_down() {
     );
     let engine = Engine::default();
     let start_s = END_S - 6 * 3600;
-    let (mut checked, mut differ) = (0, Vec::new());
+    let (mut checked, mut annotated, mut differ) = (0, 0, Vec::new());
     for file in ["queries.promql", "compliance-queries.promql"] {
         let text = std::fs::read_to_string(conf.join(file)).unwrap();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
@@ -153,11 +170,12 @@ async fn conformance_queries_give_the_same_answers_pushed_down() {
             if !same(&a, &b) {
                 differ.push(format!("range {q}"));
             }
+            annotated += usize::from(b.is_ok_and(|r| !r.warnings.is_empty() || !r.infos.is_empty()));
             checked += 4;
         }
     }
     let pushed = pv.pushed.load(Ordering::Relaxed);
-    eprintln!("{checked} evaluations compared, {pushed} pushed-down sub-expressions");
+    eprintln!("{checked} evaluations compared ({annotated} with annotations), {pushed} pushed-down sub-expressions");
     assert!(differ.is_empty(), "{} of {checked} answers differ when pushed down:\n{}", differ.len(), differ.join("\n"));
     assert_eq!(fv.pushed.load(Ordering::Relaxed), 0);
     assert!(pushed > 300, "pushdown barely exercised: {pushed}");

@@ -10,6 +10,7 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self as pp, AtModifier, Expr, LabelModifier, Offset, VectorMatchCardinality};
 
 use crate::Error;
+use crate::position::Lead;
 
 /// The resolution of a subquery without an explicit step (`x[5m:]`): Prometheus's
 /// default global evaluation interval.
@@ -151,10 +152,16 @@ pub(crate) enum Node {
         expr: Box<Node>,
         grouping: Grouping,
         inner: String,
+        /// Node ids of the aggregation and its parameter (for annotations).
+        id: usize,
+        param_id: usize,
     },
+    /// `id`/`arg_ids`: node ids of the call and its arguments, for annotations.
     Call {
         func: String,
         args: Vec<Node>,
+        id: usize,
+        arg_ids: Vec<usize>,
     },
 }
 
@@ -218,6 +225,11 @@ struct Lowerer {
     start: i64,
     end: i64,
     next_id: usize,
+    /// Byte offset of every node so far, by node id (pre-order).
+    positions: Vec<usize>,
+    /// Leading tokens of the query text not consumed yet (see [`crate::position`]);
+    /// emptied at the first mismatch.
+    leads: std::vec::IntoIter<(usize, Lead)>,
 }
 
 impl Lowerer {
@@ -256,27 +268,80 @@ impl Lowerer {
         Ok(Selector { id, matcher_sets, offset: offset_ms(&vs.offset), at: self.at(&vs.at) })
     }
 
-    fn lower(&mut self, e: &Expr) -> Result<Node, Error> {
+    /// The offset of the next leading token if it is of kind `kind`.
+    fn take(&mut self, kind: Lead) -> usize {
+        match self.leads.as_slice().first() {
+            Some(&(pos, k)) if k == kind => {
+                self.leads.next();
+                pos
+            }
+            _ => {
+                self.leads = Vec::new().into_iter();
+                usize::MAX
+            }
+        }
+    }
+
+    /// Lowers `e`, numbering it and its children in pre-order; returns the node and
+    /// its id.
+    fn lower(&mut self, e: &Expr) -> Result<(Node, usize), Error> {
+        if let Expr::Paren(p) = e {
+            // Parentheses are no node of their own: the inner node starts at `(`.
+            let pos = self.take(Lead::Paren);
+            let (n, id) = self.lower(&p.expr)?;
+            self.positions[id] = pos;
+            return Ok((n, id));
+        }
+        let id = self.positions.len();
+        self.positions.push(usize::MAX);
+        let (node, pos) = self.lower_node(e)?;
+        self.positions[id] = pos;
+        Ok((node, id))
+    }
+
+    fn lower_node(&mut self, e: &Expr) -> Result<(Node, usize), Error> {
         Ok(match e {
-            Expr::Paren(p) => self.lower(&p.expr)?,
-            Expr::NumberLiteral(n) => Node::Number(n.val),
-            Expr::StringLiteral(s) => Node::Str(s.val.clone()),
-            Expr::VectorSelector(vs) => Node::Vector(self.selector(vs)?),
-            Expr::MatrixSelector(ms) => Node::Matrix { sel: self.selector(&ms.vs)?, range: dur_ms(&ms.range) },
+            Expr::Paren(_) => {
+                let (n, id) = self.lower(e)?;
+                (n, self.positions[id])
+            }
+            Expr::NumberLiteral(n) => {
+                // The parser folds unary minus into number literals.
+                let mut pos = None;
+                while self.leads.as_slice().first().is_some_and(|l| l.1 == Lead::Neg) {
+                    pos = pos.or(Some(self.take(Lead::Neg)));
+                }
+                let p = self.take(Lead::Number);
+                (Node::Number(n.val), pos.unwrap_or(p))
+            }
+            Expr::StringLiteral(s) => (Node::Str(s.val.clone()), self.take(Lead::Str)),
+            Expr::VectorSelector(vs) => {
+                let pos = self.take(Lead::Selector);
+                (Node::Vector(self.selector(vs)?), pos)
+            }
+            Expr::MatrixSelector(ms) => {
+                let pos = self.take(Lead::Selector);
+                (Node::Matrix { sel: self.selector(&ms.vs)?, range: dur_ms(&ms.range) }, pos)
+            }
             Expr::Subquery(sq) => {
                 let step = sq.step.as_ref().map(dur_ms).unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
                 if step <= 0 {
                     return Err(Error::Parse("subquery step must be positive".into()));
                 }
-                Node::Subquery {
-                    expr: Box::new(self.lower(&sq.expr)?),
+                let (inner, inner_id) = self.lower(&sq.expr)?;
+                let node = Node::Subquery {
+                    expr: Box::new(inner),
                     range: dur_ms(&sq.range),
                     step,
                     offset: offset_ms(&sq.offset),
                     at: self.at(&sq.at),
-                }
+                };
+                (node, self.positions[inner_id])
             }
-            Expr::Unary(u) => Node::Neg(Box::new(self.lower(&u.expr)?)),
+            Expr::Unary(u) => {
+                let pos = self.take(Lead::Neg);
+                (Node::Neg(Box::new(self.lower(&u.expr)?.0)), pos)
+            }
             Expr::Binary(b) => {
                 let op = bin_op(&b.op.to_string())?;
                 let (matching, return_bool) = match &b.modifier {
@@ -308,34 +373,42 @@ impl Lowerer {
                         (VectorMatching { card, on, labels, include }, m.return_bool)
                     }
                 };
-                Node::Binary {
-                    op,
-                    lhs: Box::new(self.lower(&b.lhs)?),
-                    rhs: Box::new(self.lower(&b.rhs)?),
-                    matching,
-                    return_bool,
-                }
+                let (lhs, lhs_id) = self.lower(&b.lhs)?;
+                let (rhs, _) = self.lower(&b.rhs)?;
+                let node = Node::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs), matching, return_bool };
+                (node, self.positions[lhs_id])
             }
             Expr::Aggregate(a) => {
+                let pos = self.take(Lead::Aggregate);
+                let id = self.positions.len() - 1;
                 let op = agg_op(&a.op.to_string())?;
                 let grouping = match &a.modifier {
                     None => Grouping::By(vec![]),
                     Some(LabelModifier::Include(l)) => Grouping::By(l.labels.clone()),
                     Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels.clone()),
                 };
-                let param = match &a.param {
-                    Some(p) => Some(Box::new(self.lower(p)?)),
-                    None => None,
+                let (param, param_id) = match &a.param {
+                    Some(p) => {
+                        let (n, id) = self.lower(p)?;
+                        (Some(Box::new(n)), id)
+                    }
+                    None => (None, 0),
                 };
                 let inner = a.expr.to_string();
-                Node::Aggregate { op, param, expr: Box::new(self.lower(&a.expr)?), grouping, inner }
+                let expr = Box::new(self.lower(&a.expr)?.0);
+                (Node::Aggregate { op, param, expr, grouping, inner, id, param_id }, pos)
             }
             Expr::Call(c) => {
+                let pos = self.take(Lead::Call);
+                let id = self.positions.len() - 1;
                 let mut args = Vec::with_capacity(c.args.args.len());
+                let mut arg_ids = Vec::with_capacity(c.args.args.len());
                 for a in &c.args.args {
-                    args.push(self.lower(a)?);
+                    let (n, aid) = self.lower(a)?;
+                    args.push(n);
+                    arg_ids.push(aid);
                 }
-                Node::Call { func: c.func.name.to_string(), args }
+                (Node::Call { func: c.func.name.to_string(), args, id, arg_ids }, pos)
             }
             Expr::Extension(_) => {
                 return Err(Error::Parse("extension expressions are not supported".into()));
@@ -345,8 +418,18 @@ impl Lowerer {
 }
 
 /// Lowers a parsed expression for a query spanning `start..=end` (ms).
+#[cfg(test)]
 pub(crate) fn lower(e: &Expr, start: i64, end: i64) -> Result<Node, Error> {
-    Lowerer { start, end, next_id: 0 }.lower(e)
+    lower_with_positions(e, "", start, end).map(|(n, _)| n)
+}
+
+/// [`lower`], also returning the byte offset in `query` (the text `e` was parsed
+/// from) of every node, by node id (`usize::MAX` where unknown).
+pub(crate) fn lower_with_positions(e: &Expr, query: &str, start: i64, end: i64) -> Result<(Node, Vec<usize>), Error> {
+    let leads = crate::position::leads(query).into_iter();
+    let mut l = Lowerer { start, end, next_id: 0, positions: Vec::new(), leads };
+    let (root, _) = l.lower(e)?;
+    Ok((root, l.positions))
 }
 
 fn bin_op(s: &str) -> Result<BinOp, Error> {

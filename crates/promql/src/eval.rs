@@ -13,6 +13,8 @@ use std::time::Instant;
 use pharos_model::{Labels, Sample, Series, is_stale_nan};
 use regex::Regex;
 
+use crate::annotations::{Annotation, Annotations};
+use crate::ast::AggOp;
 use crate::ast::{Node, Selector};
 use crate::value::{Elem, RangeElem, Val, check_unique, drop_name};
 use crate::{Error, Value, VectorSample, aggregate, binary, functions};
@@ -44,6 +46,8 @@ pub(crate) struct Evaluator<'d> {
     cache_subqueries: Cell<bool>,
     subquery_depth: Cell<usize>,
     regex_cache: RefCell<HashMap<String, Regex>>,
+    /// Warnings and infos collected so far.
+    annotations: RefCell<Annotations>,
 }
 
 /// Ordered accumulation of points per label set (first-seen order).
@@ -123,7 +127,24 @@ impl<'d> Evaluator<'d> {
             cache_subqueries: Cell::new(false),
             subquery_depth: Cell::new(0),
             regex_cache: RefCell::new(HashMap::new()),
+            annotations: RefCell::new(Annotations::default()),
         }
+    }
+
+    /// Records a warning or info about the evaluation.
+    pub(crate) fn annotate(&self, a: Annotation) {
+        self.annotations.borrow_mut().add(a);
+    }
+
+    /// The annotations collected, leaving none behind.
+    pub fn take_annotations(&self) -> Annotations {
+        self.annotations.take()
+    }
+
+    /// Whether the query is a range query over more than one step.
+    pub(crate) fn is_range_query(&self) -> bool {
+        let (start, end, _) = self.query.get();
+        start != end
     }
 
     /// A compiled, fully anchored regex (cached for the query's lifetime).
@@ -286,15 +307,31 @@ impl<'d> Evaluator<'d> {
                 self.add_samples(v.len())?;
                 Ok(Val::Vector(v))
             }
-            Node::Aggregate { op, param, expr, grouping, .. } => {
+            Node::Aggregate { op, param, expr, grouping, param_id, .. } => {
                 let p = match param {
                     Some(p) => Some(self.eval(p, t)?),
                     None => None,
                 };
+                if let Some(Val::Scalar(x)) = &p {
+                    self.check_param(*op, *x, *param_id);
+                }
                 let v = self.eval(expr, t)?.into_vector()?;
                 aggregate::eval(*op, p, v, grouping, self.v3)
             }
-            Node::Call { func, args } => functions::call(self, func, args, t),
+            Node::Call { func, args, id, arg_ids } => functions::call(self, func, args, (*id, arg_ids), t),
+        }
+    }
+
+    /// Prometheus's warnings about an aggregation's parameter `x`.
+    fn check_param(&self, op: AggOp, x: f64, param_id: usize) {
+        match op {
+            AggOp::Quantile if x.is_nan() || !(0.0..=1.0).contains(&x) => {
+                self.annotate(Annotation::invalid_quantile(x, param_id));
+            }
+            AggOp::LimitRatio if !(-1.0..=1.0).contains(&x) && !x.is_nan() => {
+                self.annotate(Annotation::invalid_ratio(x, x.clamp(-1.0, 1.0), param_id));
+            }
+            _ => {}
         }
     }
 

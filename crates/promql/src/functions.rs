@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use pharos_model::{Labels, METRIC_NAME, MatchOp, civil_from_days};
 
-use crate::Error;
+use crate::annotations::Annotation;
 use crate::ast::Node;
 use crate::eval::Evaluator;
 use crate::range_functions;
 use crate::value::{Elem, Val, check_unique, drop_name, go_max, go_min, valid_label_name};
+use crate::{Error, histogram};
 
 pub(crate) fn exec(msg: impl Into<String>) -> Error {
     Error::Execution(msg.into())
@@ -77,12 +77,23 @@ fn simple(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) -> Result<Val<'d>, Error> {
+/// Node ids of a call and of its arguments (for annotations).
+pub(crate) type Ids<'a> = (usize, &'a [usize]);
+
+/// The node id of argument `i`.
+pub(crate) fn arg_id(ids: Ids<'_>, i: usize) -> usize {
+    ids.1.get(i).copied().unwrap_or(usize::MAX)
+}
+
+pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'_>, t: i64) -> Result<Val<'d>, Error> {
     if let Some(f) = simple(name) {
         return map_values(vector_arg(ev, args, 0, name, t)?, f);
     }
     if range_functions::RANGE_FUNCTIONS.contains(&name) {
-        return range_functions::call(ev, name, args, t);
+        return range_functions::call(ev, name, args, ids, t);
+    }
+    if name.starts_with("sort") && ev.is_range_query() {
+        ev.annotate(Annotation::sort_in_range_query(ids.0));
     }
     match name {
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
@@ -161,7 +172,22 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
         "histogram_quantile" => {
             let q = scalar_arg(ev, args, 0, name, t)?;
             let v = vector_arg(ev, args, 1, name, t)?;
-            histogram_quantile(q, v)
+            histogram::quantile(ev, q, v, [arg_id(ids, 0), arg_id(ids, 1)], t)
+        }
+        "histogram_quantiles" => {
+            let v = vector_arg(ev, args, 0, name, t)?;
+            let label = string_arg(ev, args, 1, name, t)?;
+            let mut qs = Vec::with_capacity(args.len().saturating_sub(2));
+            for i in 2..args.len() {
+                qs.push(scalar_arg(ev, args, i, name, t)?);
+            }
+            histogram::quantiles(ev, v, &label, &qs, (arg_id(ids, 0), ids.1.get(2..).unwrap_or(&[])), t)
+        }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, args, 0, name, t)?;
+            let upper = scalar_arg(ev, args, 1, name, t)?;
+            let v = vector_arg(ev, args, 2, name, t)?;
+            histogram::fraction(ev, lower, upper, v, arg_id(ids, 2))
         }
         "clamp" => {
             let v = vector_arg(ev, args, 0, name, t)?;
@@ -198,8 +224,9 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
             map_values(vector_arg(ev, args, 0, name, t)?, |x| f(x as i64))
         }
         // Native histograms are not stored; these see only floats and return nothing.
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction" | "histogram_stddev"
-        | "histogram_stdvar" => Ok(Val::Vector(Vec::new())),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
+            Ok(Val::Vector(Vec::new()))
+        }
         other => Err(exec(format!("function {other:?} is not supported"))),
     }
 }
@@ -340,102 +367,6 @@ fn label_join<'d>(ev: &Evaluator<'d>, args: &[Node], t: i64) -> Result<Val<'d>, 
     Ok(Val::Vector(out))
 }
 
-fn histogram_quantile<'d>(q: f64, v: Vec<Elem<'d>>) -> Result<Val<'d>, Error> {
-    // Grouped by labels without `le` but with the name, so histograms of different
-    // names never merge (they collide in the output instead).
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    for e in v {
-        let Some(le) = e.labels.get("le") else { continue };
-        let Ok(upper) = parse_go_float(le) else { continue };
-        let key = e.labels.without(&["le"]);
-        let gi = match index.get(&key) {
-            Some(&i) => i,
-            None => {
-                let out_labels = key.without(&[METRIC_NAME]);
-                index.insert(key, groups.len());
-                groups.push((out_labels, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[gi].1.push((upper, e.v));
-    }
-    let out: Vec<Elem<'d>> = groups
-        .into_iter()
-        .map(|(labels, mut buckets)| Elem { labels: Cow::Owned(labels), v: bucket_quantile(q, &mut buckets) })
-        .collect();
-    check_unique(&out)?;
-    Ok(Val::Vector(out))
-}
-
-fn parse_go_float(s: &str) -> Result<f64, std::num::ParseFloatError> {
-    let t = s.trim_start_matches('+');
-    match t.to_ascii_lowercase().as_str() {
-        "inf" | "infinity" if !s.starts_with('-') => Ok(f64::INFINITY),
-        _ => s.parse::<f64>(),
-    }
-}
-
-/// Prometheus's classic-histogram quantile over `(upper bound, cumulative count)`.
-pub(crate) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    match buckets.last() {
-        Some(b) if b.0 == f64::INFINITY => {}
-        _ => return f64::NAN,
-    }
-    // Coalesce buckets with the same upper bound.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(ub, c) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += c,
-            _ => merged.push((ub, c)),
-        }
-    }
-    // Ensure monotonic counts.
-    let mut max = f64::NEG_INFINITY;
-    for b in merged.iter_mut() {
-        if b.1 > max {
-            max = b.1;
-        } else if b.1 < max {
-            b.1 = max;
-        }
-    }
-    if merged.len() < 2 {
-        return f64::NAN;
-    }
-    let observations = merged[merged.len() - 1].1;
-    if observations == 0.0 {
-        return f64::NAN;
-    }
-    let mut rank = q * observations;
-    let n = merged.len() - 1;
-    let b = merged[..n].partition_point(|x| x.1 < rank);
-    if b == n {
-        return merged[n - 1].0;
-    }
-    if b == 0 && merged[0].0 <= 0.0 {
-        return merged[0].0;
-    }
-    let mut start = 0.0;
-    let end = merged[b].0;
-    let mut count = merged[b].1;
-    if b > 0 {
-        start = merged[b - 1].0;
-        count -= merged[b - 1].1;
-        rank -= merged[b - 1].1;
-    }
-    start + (end - start) * (rank / count)
-}
-
 // ---- date functions -------------------------------------------------------
 
 fn is_leap(y: i64) -> bool {
@@ -492,13 +423,5 @@ mod tests {
         assert!(!natural_less("a10", "a2"));
         assert!(natural_less("abc", "abd"));
         assert!(natural_less("1", "01a"));
-    }
-
-    #[test]
-    fn histogram_quantile_interpolates() {
-        let mut b = vec![(0.1, 10.0), (0.2, 20.0), (f64::INFINITY, 20.0)];
-        assert!((bucket_quantile(0.5, &mut b) - 0.1).abs() < 1e-9);
-        let mut b = vec![(0.1, 10.0)];
-        assert!(bucket_quantile(0.5, &mut b).is_nan());
     }
 }

@@ -20,12 +20,15 @@
 //! Prometheus's messages.
 
 mod aggregate;
+mod annotations;
 mod ast;
 mod binary;
 mod eval;
 mod functions;
+mod histogram;
 mod memory;
 mod plan;
+mod position;
 mod pushdown;
 mod range_functions;
 mod value;
@@ -36,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use pharos_model::{Labels, Matcher, Series};
 
+pub use annotations::{Annotation, AnnotationKind, Annotations, Monotonicity};
 pub use memory::MemoryQueryable;
 pub use pushdown::PushdownRequest;
 
@@ -53,12 +57,20 @@ pub trait Queryable: Send + Sync {
         false
     }
 
-    /// Evaluates `req` on every shard over that shard's series only; one matrix per
+    /// Evaluates `req` on every shard over that shard's series only; one answer per
     /// shard. Called only when [`Queryable::supports_pushdown`] is true.
-    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Vec<Series>>, SelectError> {
+    async fn eval_partials(&self, req: &PushdownRequest) -> Result<Vec<Partial>, SelectError> {
         let _ = req;
         Err(SelectError("this storage cannot evaluate pushed-down aggregations".into()))
     }
+}
+
+/// One shard's answer to a [`PushdownRequest`]: the matrix, and the annotations of
+/// its evaluation, their node ids counted in the request's expression.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partial {
+    pub series: Vec<Series>,
+    pub annotations: Annotations,
 }
 
 /// A storage failure reported by a [`Queryable`].
@@ -153,6 +165,15 @@ pub struct VectorSample {
     pub v: f64,
 }
 
+/// A query's answer: its value and Prometheus's annotations, as the query API
+/// shows them (`PromQL warning: ... (1:5)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
 /// A query result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -191,6 +212,12 @@ impl Error {
     }
 }
 
+/// The API's view of an evaluation: annotations rendered with their positions.
+fn result(value: Value, annos: &Annotations, query: &str, positions: &[usize]) -> QueryResult {
+    let (warnings, infos) = annos.render(query, positions);
+    QueryResult { value, warnings, infos }
+}
+
 /// Prometheus's `format_query`: the query parsed and printed in its canonical,
 /// indented form.
 pub fn format_query(query: &str) -> Result<String, Error> {
@@ -204,7 +231,7 @@ impl Engine {
     }
 
     /// Evaluates `query` at `t_ms`.
-    pub async fn instant(&self, q: &dyn Queryable, query: &str, t_ms: i64) -> Result<Value, Error> {
+    pub async fn instant(&self, q: &dyn Queryable, query: &str, t_ms: i64) -> Result<QueryResult, Error> {
         self.instant_with_stats(q, query, t_ms).await.map(|(v, _)| v)
     }
 
@@ -216,7 +243,7 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
-    ) -> Result<Value, Error> {
+    ) -> Result<QueryResult, Error> {
         self.range_with_stats(q, query, start_ms, end_ms, step_ms).await.map(|(v, _)| v)
     }
 
@@ -226,9 +253,10 @@ impl Engine {
         q: &dyn Queryable,
         query: &str,
         t_ms: i64,
-    ) -> Result<(Value, QueryStats), Error> {
+    ) -> Result<(QueryResult, QueryStats), Error> {
         let expr = ast::parse(query)?;
-        self.run(q, &expr, t_ms, t_ms, None).await
+        let (v, annos, positions, stats) = self.run(q, &expr, query, t_ms, t_ms, None).await?;
+        Ok((result(v, &annos, query, &positions), stats))
     }
 
     /// [`Engine::range`], also reporting what the query cost.
@@ -239,7 +267,7 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
-    ) -> Result<(Value, QueryStats), Error> {
+    ) -> Result<(QueryResult, QueryStats), Error> {
         let expr = ast::parse(query)?;
         ast::check_range_query_type(&expr)?;
         if step_ms <= 0 {
@@ -250,18 +278,22 @@ impl Engine {
         if end_ms < start_ms {
             return Err(Error::Execution("end timestamp must not be before start time".into()));
         }
-        self.run(q, &expr, start_ms, end_ms, Some(step_ms)).await
+        let (v, annos, positions, stats) = self.run(q, &expr, query, start_ms, end_ms, Some(step_ms)).await?;
+        Ok((result(v, &annos, query, &positions), stats))
     }
 
     /// Waits for a slot, fetches and evaluates; `step` is `None` for an instant query.
+    /// Also the annotations and the node positions in `text` (the query `expr` was
+    /// parsed from).
     async fn run(
         &self,
         q: &dyn Queryable,
         expr: &promql_parser::parser::Expr,
+        text: &str,
         start: i64,
         end: i64,
         step: Option<i64>,
-    ) -> Result<(Value, QueryStats), Error> {
+    ) -> Result<(Value, Annotations, Vec<usize>, QueryStats), Error> {
         let began = Instant::now();
         let deadline = began + self.opts.timeout;
         let _slot = self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into()))?;
@@ -270,8 +302,8 @@ impl Engine {
             return Err(Error::Timeout("query queue".into()));
         }
         let prepared = Instant::now();
-        let root = ast::lower(expr, start, end)?;
-        let pushed = self.push_down(q, &root, start, end, step.unwrap_or(1)).await?;
+        let (root, positions) = ast::lower_with_positions(expr, text, start, end)?;
+        let (pushed, mut annos) = self.push_down(q, &root, start, end, step.unwrap_or(1)).await?;
         let data = self.fetch(q, &root, &pushed, start, end, deadline).await?;
         stats.prepare_time = prepared.elapsed();
         let evaluating = Instant::now();
@@ -288,12 +320,14 @@ impl Engine {
         let (peak, total) = ev.sample_stats();
         stats.peak_samples = peak as u64;
         stats.total_queryable_samples = total;
-        Ok((v, stats))
+        annos.merge_shifted(ev.take_annotations(), 0);
+        Ok((v, annos, positions, stats))
     }
 
     /// Evaluates the aggregations the storage can run shard by shard there (see the
-    /// `pushdown` module): the combined results by node address. Aggregations whose
-    /// partials would not combine exactly are left out and evaluated as usual.
+    /// `pushdown` module): the combined results by node address, and the shards'
+    /// annotations mapped to this query's node ids. Aggregations whose partials would
+    /// not combine exactly are left out and evaluated as usual.
     async fn push_down(
         &self,
         q: &dyn Queryable,
@@ -301,10 +335,11 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Pushed, Error> {
+    ) -> Result<(Pushed, Annotations), Error> {
         let mut out = Pushed::new();
+        let mut annos = Annotations::default();
         if !q.supports_pushdown() {
-            return Ok(out);
+            return Ok((out, annos));
         }
         let nodes = pushdown::find(root);
         let futs = nodes.iter().map(|p| {
@@ -323,29 +358,48 @@ impl Engine {
         let answers = futures::future::try_join_all(futs).await?;
         let mut samples = 0usize;
         for (p, partials) in nodes.iter().zip(answers) {
-            samples += partials.iter().flatten().flatten().map(|s| s.samples.len()).sum::<usize>();
+            samples += partials.iter().flatten().flat_map(|a| &a.series).map(|s| s.samples.len()).sum::<usize>();
             if samples > self.opts.max_samples {
                 return Err(Error::TooManySamples("query execution".into()));
             }
-            if let Some(m) = pushdown::combine(p, partials, self.opts.compat == Compat::Prometheus3) {
+            let mut node_annos = Annotations::default();
+            let series: Vec<Vec<Vec<Series>>> = partials
+                .into_iter()
+                .map(|shards| {
+                    shards
+                        .into_iter()
+                        .map(|a| {
+                            // The shard's expression is this node's subtree: its node ids
+                            // count from the node's own.
+                            node_annos.merge_shifted(a.annotations, p.id);
+                            a.series
+                        })
+                        .collect()
+                })
+                .collect();
+            if let Some(m) = pushdown::combine(p, series, self.opts.compat == Compat::Prometheus3) {
                 out.insert(p.node as *const ast::Node as usize, m);
+                annos.merge_shifted(node_annos, 0);
             }
         }
-        Ok(out)
+        Ok((out, annos))
     }
 
     /// Evaluates a pushed-down expression over this shard's storage `q`: the shard's
     /// side of [`Queryable::eval_partials`], as a range query with the asking engine's
     /// lookback and semantics and this engine's limits.
-    pub async fn eval_pushdown(&self, q: &dyn Queryable, req: &PushdownRequest) -> Result<Vec<Series>, Error> {
+    pub async fn eval_pushdown(&self, q: &dyn Queryable, req: &PushdownRequest) -> Result<Partial, Error> {
         let opts = EngineOptions {
             lookback_delta_ms: req.lookback_ms,
             compat: if req.prometheus3 { Compat::Prometheus3 } else { Compat::Prometheus2 },
             ..self.opts.clone()
         };
         let engine = Engine { opts, slots: self.slots.clone() };
-        match engine.range(q, &req.expr, req.start_ms, req.end_ms, req.step_ms).await? {
-            Value::Matrix(m) => Ok(m),
+        let expr = ast::parse(&req.expr)?;
+        ast::check_range_query_type(&expr)?;
+        let step = Some(req.step_ms.max(1));
+        match engine.run(q, &expr, &req.expr, req.start_ms, req.end_ms, step).await? {
+            (Value::Matrix(series), annotations, _, _) => Ok(Partial { series, annotations }),
             _ => Err(Error::Execution("a pushed-down expression must give an instant vector".into())),
         }
     }
@@ -426,7 +480,7 @@ mod tests {
             (r#"up{job!~"a"}"#, vec![20.0]),
             (r#"{job="a"}"#, vec![5.0, 3.0]),
         ] {
-            let Value::Vector(v) = run(e.instant(&s, q, 25_000)).unwrap() else { panic!() };
+            let Value::Vector(v) = run(e.instant(&s, q, 25_000)).unwrap().value else { panic!() };
             let mut got: Vec<f64> = v.iter().map(|s| s.v).collect();
             got.sort_by(f64::total_cmp);
             let mut want = want;
@@ -439,7 +493,7 @@ mod tests {
     #[test]
     fn range_query_returns_matrix() {
         let e = Engine::default();
-        let Value::Matrix(m) = run(e.range(&store(), "up", 0, 20_000, 10_000)).unwrap() else { panic!() };
+        let Value::Matrix(m) = run(e.range(&store(), "up", 0, 20_000, 10_000)).unwrap().value else { panic!() };
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].labels.get("job"), Some("a"));
         let vals: Vec<f64> = m[0].samples.iter().map(|s| s.v).collect();
@@ -451,7 +505,7 @@ mod tests {
     #[test]
     fn scalar_range_query_is_a_matrix_without_labels() {
         let e = Engine::default();
-        let Value::Matrix(m) = run(e.range(&store(), "1 + 1", 0, 20_000, 10_000)).unwrap() else { panic!() };
+        let Value::Matrix(m) = run(e.range(&store(), "1 + 1", 0, 20_000, 10_000)).unwrap().value else { panic!() };
         assert_eq!(m.len(), 1);
         assert!(m[0].labels.is_empty());
         assert_eq!(m[0].samples.len(), 3);
@@ -555,7 +609,7 @@ mod tests {
     #[test]
     fn prometheus3_windows_are_left_open() {
         let v3 = Engine::new(EngineOptions { compat: Compat::Prometheus3, ..EngineOptions::default() });
-        let count = |e: &Engine, q: &str, t: i64| match run(e.instant(&store(), q, t)).unwrap() {
+        let count = |e: &Engine, q: &str, t: i64| match run(e.instant(&store(), q, t)).unwrap().value {
             Value::Vector(v) => v.iter().map(|s| s.v).sum::<f64>(),
             other => panic!("{other:?}"),
         };
@@ -570,9 +624,9 @@ mod tests {
     #[test]
     fn instant_results_of_each_type() {
         let e = Engine::default();
-        assert_eq!(run(e.instant(&store(), "1 + 2", 5)).unwrap(), Value::Scalar { t: 5, v: 3.0 });
-        assert_eq!(run(e.instant(&store(), r#""hi""#, 5)).unwrap(), Value::String { t: 5, s: "hi".into() });
-        let Value::Matrix(m) = run(e.instant(&store(), "up[15s]", 20_000)).unwrap() else { panic!() };
+        assert_eq!(run(e.instant(&store(), "1 + 2", 5)).unwrap().value, Value::Scalar { t: 5, v: 3.0 });
+        assert_eq!(run(e.instant(&store(), r#""hi""#, 5)).unwrap().value, Value::String { t: 5, s: "hi".into() });
+        let Value::Matrix(m) = run(e.instant(&store(), "up[15s]", 20_000)).unwrap().value else { panic!() };
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].samples.iter().map(|s| s.t).collect::<Vec<_>>(), vec![10_000, 20_000]);
     }

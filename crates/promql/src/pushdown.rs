@@ -59,6 +59,8 @@ pub struct PushdownRequest {
 #[derive(Debug, Clone)]
 pub(crate) struct Pushed<'a> {
     pub node: &'a Node,
+    /// The node's id (its annotations' node ids on the shards count from it).
+    pub id: usize,
     pub op: AggOp,
     pub grouping: &'a Grouping,
     /// `k` of topk/bottomk.
@@ -97,7 +99,7 @@ fn visit<'a>(n: &'a Node, out: &mut Vec<Pushed<'a>>) {
 }
 
 fn pushable(n: &Node) -> Option<Pushed<'_>> {
-    let Node::Aggregate { op, param, expr, grouping, inner } = n else { return None };
+    let Node::Aggregate { op, param, expr, grouping, inner, id, .. } = n else { return None };
     let mut rewrites = false;
     if !series_local(expr, &mut rewrites) || (rewrites && !names_one_metric(expr)) {
         return None;
@@ -134,7 +136,7 @@ fn pushable(n: &Node) -> Option<Pushed<'_>> {
         }
         _ => return None,
     };
-    Some(Pushed { node: n, op: *op, grouping, k, exprs })
+    Some(Pushed { node: n, id: *id, op: *op, grouping, k, exprs })
 }
 
 /// Instant functions whose every output series comes from one input series (range
@@ -196,7 +198,7 @@ fn series_local(n: &Node, rewrites: &mut bool) -> bool {
             *rewrites = true;
             (constant(lhs) && series_local(rhs, rewrites)) || (constant(rhs) && series_local(lhs, rewrites))
         }
-        Node::Call { func, args } => {
+        Node::Call { func, args, .. } => {
             *rewrites = true;
             // The date functions without an argument read `vector(time())`.
             if func == "quantile_over_time" {

@@ -3,14 +3,16 @@
 
 use std::borrow::Cow;
 
-use pharos_model::Sample;
+use pharos_model::{METRIC_NAME, Sample};
 
 use crate::Error;
 use crate::aggregate::quantile;
+use crate::annotations::Annotation;
 use crate::ast::Node;
 use crate::eval::Evaluator;
-use crate::functions::{absent_labels, arg, exec, scalar_arg};
-use crate::value::{Elem, Val, check_unique, drop_name, kahan_inc};
+use crate::functions::{Ids, absent_labels, arg, arg_id, exec, scalar_arg};
+use crate::histogram::check_quantile;
+use crate::value::{Elem, RangeElem, Val, check_unique, drop_name, kahan_inc};
 
 pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "rate",
@@ -43,7 +45,7 @@ pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "ts_of_last_over_time",
 ];
 
-pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) -> Result<Val<'d>, Error> {
+pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'_>, t: i64) -> Result<Val<'d>, Error> {
     let mat_idx = usize::from(name == "quantile_over_time");
     let node = arg(args, mat_idx, name)?;
     let (end, range) = match node {
@@ -61,8 +63,15 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
             Vec::new()
         }));
     }
+    if matches!(name, "rate" | "increase") && matches!(node, Node::Matrix { .. }) {
+        check_counter_names(ev, &m, arg_id(ids, 0));
+    }
     let (p1, p2) = match name {
-        "quantile_over_time" => (scalar_arg(ev, args, 0, name, t)?, 0.0),
+        "quantile_over_time" => {
+            let q = scalar_arg(ev, args, 0, name, t)?;
+            check_quantile(ev, q, arg_id(ids, 0));
+            (q, 0.0)
+        }
         "predict_linear" => (scalar_arg(ev, args, 1, name, t)?, 0.0),
         "holt_winters" | "double_exponential_smoothing" => {
             (scalar_arg(ev, args, 1, name, t)?, scalar_arg(ev, args, 2, name, t)?)
@@ -129,6 +138,18 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], t: i64) ->
     }
     check_unique(&out)?;
     Ok(Val::Vector(out))
+}
+
+/// Prometheus's info for `rate`/`increase` over series whose metric name does not
+/// end like a counter's.
+fn check_counter_names(ev: &Evaluator<'_>, m: &[RangeElem<'_>], node: usize) {
+    const COUNTER_SUFFIXES: [&str; 4] = ["_total", "_sum", "_count", "_bucket"];
+    for r in m {
+        let name = r.labels.get(METRIC_NAME).unwrap_or("");
+        if !name.is_empty() && !r.samples.is_empty() && !COUNTER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            ev.annotate(Annotation::possible_non_counter(name, node));
+        }
+    }
 }
 
 /// rate/increase/delta over the window `[start, end]`, extrapolated to its edges.

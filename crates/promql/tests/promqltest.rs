@@ -10,56 +10,50 @@
 //!
 //! Every eval ends up in exactly one bucket, printed per file:
 //! - passed;
-//! - skipped, with a reason: the expression or its data uses native histograms (not
-//!   stored by Pharos), the `promql-parser` crate cannot parse it, or it needs an
-//!   experimental feature flag (whole files, see `EXPERIMENTAL_FILES`);
+//! - skipped, with a reason: the expected result holds a native histogram or a
+//!   selector of the expression selects series that held native histograms (not
+//!   stored by Pharos, so not loaded), the `promql-parser` crate cannot parse it, or it
+//!   needs an experimental feature flag (whole files, see `EXPERIMENTAL_FILES`);
 //! - failed: the test fails unless the eval is listed in `KNOWN_FAILING`, so
 //!   regressions are caught while gaps are tracked.
 //!
-//! `expect warn`/`expect info` lines cannot be checked (the engine reports no
-//! annotations); such evals are compared on their values and counted separately.
+//! Annotations are checked as upstream's DSL says: every `expect warn`/`expect info`
+//! line (`msg:` exact, `regex:`, or bare) must match one of the query's warnings or
+//! infos, and once a kind has such a line every annotation of that kind must match
+//! one; `expect no_warn`/`no_info` require none. They are checked on the eval as
+//! written (not on the range-mode and `@` re-runs, whose positions shift).
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "promqltest/dsl.rs"]
 mod dsl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dsl::{Cmd, Eval, Expected, FailMatch, Mode};
+use pharos_model::Matcher;
 use pharos_model::{Labels, Series};
-use pharos_promql::{Compat, Engine, EngineOptions, MemoryQueryable, Value};
+use pharos_promql::{Compat, Engine, EngineOptions, MemoryQueryable, QueryResult, Value};
 use promql_parser::parser::{AtModifier, Expr};
 
-/// Evals known not to pass yet: file name, lines of the eval commands.
-const KNOWN_FAILING: &[(&str, &[usize])] = &[
-    // A `__name__` regex selects native-histogram series the runner cannot load.
-    ("current/functions.test", &[1649]),
-    (
-        "current/histograms.test",
-        &[
-            // histogram_fraction() over classic buckets (Prometheus 3.x): not implemented.
-            119, 127, 135, 145, 156, 172, 191, 211, 228, 245, 263, 281, 300, 318, 335, 350, 365, 380, 399, 418, 437,
-            455, 475, 488, 501, 515, 529, //
-            // histogram_quantiles() (several quantiles at once, new in 3.x): not implemented.
-            614, 652, 674, 696, 704, 1037, 1184, 1205,
-        ],
-    ),
-];
+/// Evals known not to pass yet: file name, lines of the eval commands. Empty: every
+/// eval of the non-experimental files passes or is skipped with a reason.
+const KNOWN_FAILING: &[(&str, &[usize])] = &[];
 
 /// Files of `current/` that exercise experimental features (upstream runs them with
 /// feature flags on): their failures are skipped with this reason, and the number of
-/// passing evals must not drop below the last figure measured.
+/// passing evals must not drop below the last figure measured (since annotations are
+/// checked, evals that expect native-histogram warnings or infos no longer pass).
 const EXPERIMENTAL_FILES: &[(&str, &str, usize)] = &[
     ("duration_expression.test", "duration expressions", 8),
     ("extended_vectors.test", "anchored/smoothed range selectors", 30),
     ("fill-modifier.test", "fill modifiers", 1),
     ("info.test", "info()", 1),
     ("name_label_dropping.test", "delayed __name__ removal", 22),
-    ("native_histograms.test", "native histograms", 124),
-    ("start_timestamps.test", "start timestamps", 10),
+    ("native_histograms.test", "native histograms", 101),
+    ("start_timestamps.test", "start timestamps", 9),
     ("type_and_unit.test", "type and unit labels", 43),
 ];
 
@@ -148,6 +142,26 @@ fn check_value(expected: &Expected, got: Value, ordered: bool) -> Result<(), Str
     }
 }
 
+/// The eval's `expect warn`/`info`/`no_warn`/`no_info` lines against the result.
+fn check_annotations(e: &Eval, r: &QueryResult) -> Result<(), String> {
+    for (warning, got, none) in [(true, &r.warnings, e.no_warn), (false, &r.infos, e.no_info)] {
+        let kind = if warning { "warn" } else { "info" };
+        if none && !got.is_empty() {
+            return Err(format!("expected no {kind}, got {got:?}"));
+        }
+        let want: Vec<&FailMatch> = e.annotations.iter().filter(|a| a.warning == warning).map(|a| &a.m).collect();
+        for m in &want {
+            if !got.iter().any(|g| check_fail(m, g).is_ok()) {
+                return Err(format!("expected {kind} {m:?}, got {got:?}"));
+            }
+        }
+        if let Some(g) = got.iter().find(|g| !want.is_empty() && !want.iter().any(|m| check_fail(m, g).is_ok())) {
+            return Err(format!("unexpected {kind} {g:?}"));
+        }
+    }
+    Ok(())
+}
+
 fn check_fail(m: &FailMatch, err: &str) -> Result<(), String> {
     match m {
         FailMatch::Any => Ok(()),
@@ -163,18 +177,30 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
 
-/// One eval (without the `@` variants), as its script says.
-fn run_eval(engine: &Engine, store: &MemoryQueryable, e: &Eval, expr: &str, mode: &Mode) -> Result<(), String> {
+/// One eval (without the `@` variants), as its script says; annotations are checked
+/// when `annotations` is set.
+fn run_eval(
+    engine: &Engine,
+    store: &MemoryQueryable,
+    e: &Eval,
+    expr: &str,
+    mode: &Mode,
+    annotations: bool,
+) -> Result<(), String> {
     let res = match mode {
         Mode::Instant(t) => block_on(engine.instant(store, expr, *t)),
         Mode::Range { start, end, step } => block_on(engine.range(store, expr, *start, *end, *step)),
     };
-    let val = match (res, &e.fail) {
+    let res = match (res, &e.fail) {
         (Err(err), Some(m)) => return check_fail(m, &err.to_string()),
-        (Ok(v), Some(_)) => return Err(format!("expected error, got {v:?}")),
+        (Ok(v), Some(_)) => return Err(format!("expected error, got {:?}", v.value)),
         (Err(err), None) => return Err(format!("unexpected error: {err}")),
         (Ok(v), None) => v,
     };
+    if annotations {
+        check_annotations(e, &res)?;
+    }
+    let val = res.value;
     // Like upstream, results that depend on the query's own bounds are not compared
     // across query shapes.
     let range_check = matches!(val, Value::Scalar { .. } | Value::Vector(_)) && !calls_any(expr, QUERY_BOUND_FUNCTIONS);
@@ -186,7 +212,7 @@ fn run_eval(engine: &Engine, store: &MemoryQueryable, e: &Eval, expr: &str, mode
     // Range mode: t-1m..t+1m by 1m, compared at t.
     let res = block_on(engine.range(store, expr, t - 60_000, t + 60_000, 60_000))
         .map_err(|err| format!("range mode: unexpected error: {err}"))?;
-    let Value::Matrix(m) = res else { return Err("range mode: not a matrix".into()) };
+    let Value::Matrix(m) = res.value else { return Err("range mode: not a matrix".into()) };
     let at_t: Vec<(Labels, f64)> =
         m.into_iter().filter_map(|s| s.samples.iter().find(|p| p.t == t).map(|p| (s.labels.clone(), p.v))).collect();
     let res = match &e.expected {
@@ -307,19 +333,57 @@ fn at_modifier_variants(expr: &str, t: i64) -> Vec<(String, i64)> {
 struct FileResult {
     passed: usize,
     total: usize,
-    /// Passed evals whose `expect warn`/`expect info` lines could not be checked.
-    annotations_unchecked: usize,
+    /// Passed evals with `expect warn`/`info`/`no_warn`/`no_info` lines (all checked).
+    annotations_checked: usize,
     skipped: std::collections::BTreeMap<String, usize>,
     failures: Vec<(usize, String, String)>,
 }
 
+/// Whether a selector of `expr` selects one of `histograms` (series not loaded
+/// because they hold native histograms).
+fn selects_histogram(expr: &str, histograms: &[Labels]) -> bool {
+    use promql_parser::label::MatchOp as P;
+    use promql_parser::parser::VectorSelector;
+    fn selects(vs: &VectorSelector, hs: &[Labels]) -> bool {
+        let sets: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
+            vec![&vs.matchers.matchers]
+        } else {
+            vs.matchers.or_matchers.iter().collect()
+        };
+        sets.iter().any(|set| {
+            let mut ms: Vec<Matcher> = vs.name.iter().map(|n| Matcher::equal("__name__", n)).collect();
+            for m in set.iter() {
+                let op = match m.op {
+                    P::Equal => pharos_model::MatchOp::Equal,
+                    P::NotEqual => pharos_model::MatchOp::NotEqual,
+                    P::Re(_) => pharos_model::MatchOp::Regex,
+                    P::NotRe(_) => pharos_model::MatchOp::NotRegex,
+                };
+                let Ok(m) = Matcher::new(op, &m.name, &m.value) else { return false };
+                ms.push(m);
+            }
+            hs.iter().any(|h| ms.iter().all(|m| m.matches_labels(h)))
+        })
+    }
+    fn walk(e: &Expr, hs: &[Labels]) -> bool {
+        match e {
+            Expr::VectorSelector(vs) => selects(vs, hs),
+            Expr::MatrixSelector(ms) => selects(&ms.vs, hs),
+            Expr::Subquery(sq) => walk(&sq.expr, hs),
+            Expr::Aggregate(a) => a.param.as_ref().is_some_and(|p| walk(p, hs)) || walk(&a.expr, hs),
+            Expr::Unary(u) => walk(&u.expr, hs),
+            Expr::Binary(b) => walk(&b.lhs, hs) || walk(&b.rhs, hs),
+            Expr::Paren(p) => walk(&p.expr, hs),
+            Expr::Call(c) => c.args.args.iter().any(|a| walk(a, hs)),
+            _ => false,
+        }
+    }
+    promql_parser::parser::parse(expr).is_ok_and(|e| walk(&e, histograms))
+}
+
 /// Why a failing eval is skipped rather than failed, if it is.
-fn skip_reason(e: &Eval, histogram_names: &HashSet<String>, experimental: Option<&str>) -> Option<String> {
-    let mentions_histogram = e.histogram_result
-        || e.expr
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-            .any(|w| histogram_names.contains(w));
-    if mentions_histogram {
+fn skip_reason(e: &Eval, histograms: &[Labels], experimental: Option<&str>) -> Option<String> {
+    if e.histogram_result || selects_histogram(&e.expr, histograms) {
         return Some("native histograms".into());
     }
     if e.fail.is_none() && promql_parser::parser::parse(&e.expr).is_err() {
@@ -333,27 +397,27 @@ fn run_file(path: &Path, opts: &EngineOptions, experimental: Option<&str>) -> Re
     let cmds = dsl::parse_script(&text)?;
     let engine = Engine::new(opts.clone());
     let mut store = MemoryQueryable::default();
-    let mut histogram_names = HashSet::new();
+    let mut histograms: Vec<Labels> = Vec::new();
     let mut res = FileResult::default();
     for c in cmds {
         match c {
             Cmd::Clear => {
                 store = MemoryQueryable::default();
-                histogram_names.clear();
+                histograms.clear();
             }
-            Cmd::Load { series, histogram_names: h } => {
+            Cmd::Load { series, histogram_series } => {
                 store.extend(series);
-                histogram_names.extend(h);
+                histograms.extend(histogram_series);
             }
             Cmd::Eval(e) => {
                 res.total += 1;
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_eval(&engine, &store, &e, &e.expr, &e.mode)?;
+                    run_eval(&engine, &store, &e, &e.expr, &e.mode, true)?;
                     // Upstream's step-invariance variants: `@ t` on every selector,
                     // evaluated at other times, must give the same result.
                     if let Mode::Instant(t) = e.mode {
                         for (at_expr, et) in at_modifier_variants(&e.expr, t) {
-                            run_eval(&engine, &store, &e, &at_expr, &Mode::Instant(et))
+                            run_eval(&engine, &store, &e, &at_expr, &Mode::Instant(et), false)
                                 .map_err(|err| format!("@ variant {at_expr:?} at {et}ms: {err}"))?;
                         }
                     }
@@ -363,9 +427,9 @@ fn run_file(path: &Path, opts: &EngineOptions, experimental: Option<&str>) -> Re
                 match outcome {
                     Ok(()) => {
                         res.passed += 1;
-                        res.annotations_unchecked += usize::from(e.annotations > 0);
+                        res.annotations_checked += usize::from(!e.annotations.is_empty() || e.no_warn || e.no_info);
                     }
-                    Err(err) => match skip_reason(&e, &histogram_names, experimental) {
+                    Err(err) => match skip_reason(&e, &histograms, experimental) {
                         Some(reason) => *res.skipped.entry(reason).or_default() += 1,
                         None => res.failures.push((e.line, e.expr.clone(), err)),
                     },
@@ -408,8 +472,8 @@ fn run_suite(sub: &str, opts: EngineOptions) {
         };
         let skipped: usize = r.skipped.values().sum();
         let mut notes: Vec<String> = r.skipped.iter().map(|(why, n)| format!("{n} skipped ({why})")).collect();
-        if r.annotations_unchecked > 0 {
-            notes.push(format!("{} with unchecked warn/info expectations", r.annotations_unchecked));
+        if r.annotations_checked > 0 {
+            notes.push(format!("{} passed with warn/info expectations checked", r.annotations_checked));
         }
         println!("{key:<32} {:>6} {skipped:>7} {:>6} {:>6}  {}", r.passed, r.failures.len(), r.total, notes.join("; "));
         all_passed += r.passed;
@@ -480,9 +544,13 @@ fn dsl_parsing() {
          eval instant at 1m m\n  expect fail msg: \"boom\"\n",
     )
     .unwrap();
-    let Cmd::Load { series, histogram_names } = &cmds[0] else { panic!() };
-    assert_eq!((series.len(), histogram_names.as_slice()), (1, &["m".to_string()][..]));
+    let Cmd::Load { series, histogram_series } = &cmds[0] else { panic!() };
+    assert_eq!((series.len(), histogram_series.len()), (1, 1));
+    assert!(selects_histogram("sum(m)", histogram_series));
+    assert!(selects_histogram(r#"count_over_time({__name__=~"m|n"}[1m])"#, histogram_series));
+    assert!(!selects_histogram("n", histogram_series));
     let Cmd::Eval(e) = &cmds[1] else { panic!() };
+    assert!(e.no_warn && !e.no_info && e.annotations.is_empty());
     assert!(matches!(e.mode, Mode::Range { start: 0, end: 120_000, step: 60_000 }));
     assert!(matches!(&e.expected, Expected::Matrix { series, .. } if series[0].1.len() == 3));
     let Cmd::Eval(e) = &cmds[2] else { panic!() };

@@ -30,6 +30,13 @@ pub enum FailMatch {
     Regex(String),
 }
 
+/// An `expect warn ...` / `expect info ...` line.
+#[derive(Debug)]
+pub struct AnnotationExpect {
+    pub warning: bool,
+    pub m: FailMatch,
+}
+
 #[derive(Debug)]
 pub enum Mode {
     Instant(i64),
@@ -43,8 +50,11 @@ pub struct Eval {
     pub mode: Mode,
     pub fail: Option<FailMatch>,
     pub ordered: bool,
-    /// `expect warn` / `expect info` lines (the engine reports no annotations).
-    pub annotations: usize,
+    /// `expect warn` / `expect info` lines (and the old `eval_warn`/`eval_info`).
+    pub annotations: Vec<AnnotationExpect>,
+    /// `expect no_warn` / `expect no_info`.
+    pub no_warn: bool,
+    pub no_info: bool,
     /// The expected result mentions a native histogram.
     pub histogram_result: bool,
     pub expected: Expected,
@@ -52,10 +62,11 @@ pub struct Eval {
 
 #[derive(Debug)]
 pub enum Cmd {
-    /// Float series, and the metric names of series that held native histograms.
+    /// Float series, and the label sets of series that held native histograms
+    /// (for `load_with_nhcb`, also the histograms built from `_bucket` series).
     Load {
         series: Vec<Series>,
-        histogram_names: Vec<String>,
+        histogram_series: Vec<Labels>,
     },
     Clear,
     Eval(Box<Eval>),
@@ -261,7 +272,11 @@ fn parse_eval(word: &str, rest: &str, block: &[String], lineno: usize) -> Result
     let err = |e: String| format!("line {lineno}: {e}");
     let mut fail = (word == "eval_fail").then_some(FailMatch::Any);
     let mut ordered = word == "eval_ordered";
-    let mut annotations = usize::from(word == "eval_warn" || word == "eval_info");
+    let mut annotations = Vec::new();
+    if word == "eval_warn" || word == "eval_info" {
+        annotations.push(AnnotationExpect { warning: word == "eval_warn", m: FailMatch::Any });
+    }
+    let (mut no_warn, mut no_info) = (false, false);
     let (mode, expr) = if let Some(r) = rest.strip_prefix("instant") {
         let r = r.trim_start().strip_prefix("at").ok_or_else(|| err("missing at".into()))?.trim_start();
         let (time, expr) = r.split_once(char::is_whitespace).ok_or_else(|| err("no expr".into()))?;
@@ -282,8 +297,12 @@ fn parse_eval(word: &str, rest: &str, block: &[String], lineno: usize) -> Result
             match kind {
                 "fail" => fail = Some(parse_fail_match(tail).map_err(err)?),
                 "ordered" => ordered = true,
-                "warn" | "info" => annotations += 1,
-                "no_warn" | "no_info" => {}
+                "warn" | "info" => {
+                    let m = parse_fail_match(tail).map_err(err)?;
+                    annotations.push(AnnotationExpect { warning: kind == "warn", m });
+                }
+                "no_warn" => no_warn = true,
+                "no_info" => no_info = true,
                 "string" => {
                     let chars: Vec<char> = tail.trim().chars().collect();
                     string = Some(read_quoted(&chars, 0).map_err(err)?.0);
@@ -336,7 +355,18 @@ fn parse_eval(word: &str, rest: &str, block: &[String], lineno: usize) -> Result
             }
         }
     };
-    Ok(Eval { line: lineno, expr: expr.to_string(), mode, fail, ordered, annotations, histogram_result, expected })
+    Ok(Eval {
+        line: lineno,
+        expr: expr.to_string(),
+        mode,
+        fail,
+        ordered,
+        annotations,
+        no_warn,
+        no_info,
+        histogram_result,
+        expected,
+    })
 }
 
 pub fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
@@ -371,7 +401,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
             "load" | "load_with_nhcb" => {
                 let step = parse_duration(rest).map_err(|e| format!("line {lineno}: {e}"))?;
                 let mut series = Vec::new();
-                let mut histogram_names = Vec::new();
+                let mut histogram_series = Vec::new();
                 for b in &block {
                     let (labels, vals) = parse_series_line(b).map_err(|e| format!("line {lineno}: {e}"))?;
                     let name = labels.metric_name().unwrap_or("").to_string();
@@ -379,10 +409,12 @@ pub fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                         && let Some(base) = name.strip_suffix("_bucket")
                     {
                         // Also loaded as a native histogram with custom buckets named `base`.
-                        histogram_names.push(base.to_string());
+                        let mut h = labels.without(&["le"]);
+                        h.set("__name__", base);
+                        histogram_series.push(h);
                     }
                     let Some(vals) = vals else {
-                        histogram_names.push(name);
+                        histogram_series.push(labels);
                         continue;
                     };
                     let samples = vals
@@ -395,7 +427,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Cmd>, String> {
                     series.retain(|s: &Series| s.labels != labels);
                     series.push(Series::new(labels, samples));
                 }
-                cmds.push(Cmd::Load { series, histogram_names });
+                cmds.push(Cmd::Load { series, histogram_series });
             }
             w if w.starts_with("eval") => cmds.push(Cmd::Eval(Box::new(parse_eval(w, rest, &block, lineno)?))),
             other => return Err(format!("line {lineno}: unknown command {other:?}")),
