@@ -8,7 +8,8 @@
 //! compared) and, unless it calls a time-dependent function, with `@ t` added to every
 //! selector and evaluated at other times.
 //!
-//! Every eval ends up in exactly one bucket, printed per file:
+//! Every eval ends up in exactly one bucket, printed per file (with
+//! `PROMQLTEST_VERBOSE=1`, every skipped eval is printed with its reason and error):
 //! - passed;
 //! - skipped, with a reason: the expected result holds a native histogram or a
 //!   selector of the expression selects series that held native histograms (not
@@ -430,7 +431,12 @@ fn run_file(path: &Path, opts: &EngineOptions, experimental: Option<&str>) -> Re
                         res.annotations_checked += usize::from(!e.annotations.is_empty() || e.no_warn || e.no_info);
                     }
                     Err(err) => match skip_reason(&e, &histograms, experimental) {
-                        Some(reason) => *res.skipped.entry(reason).or_default() += 1,
+                        Some(reason) => {
+                            if std::env::var_os("PROMQLTEST_VERBOSE").is_some() {
+                                println!("skipped {}:{} ({reason}): {}\n    {err}", path.display(), e.line, e.expr);
+                            }
+                            *res.skipped.entry(reason).or_default() += 1;
+                        }
                         None => res.failures.push((e.line, e.expr.clone(), err)),
                     },
                 }
@@ -541,7 +547,8 @@ fn dsl_parsing() {
     let cmds = dsl::parse_script(
         "load 1m\n  m{a=\"1\"} 1 2 {{count:1}}\n  n 0+1x2\n\n\
          eval range from 0 to 2m step 1m n\n  expect no_warn\n  n 0 1 2\n\n\
-         eval instant at 1m m\n  expect fail msg: \"boom\"\n",
+         eval instant at 1m m\n  expect fail msg: \"boom\"\n\n\
+         eval range from 1m to 2m step 1m sort(n)\n  expect warn msg: w (1:1)\n",
     )
     .unwrap();
     let Cmd::Load { series, histogram_series } = &cmds[0] else { panic!() };
@@ -555,4 +562,8 @@ fn dsl_parsing() {
     assert!(matches!(&e.expected, Expected::Matrix { series, .. } if series[0].1.len() == 3));
     let Cmd::Eval(e) = &cmds[2] else { panic!() };
     assert!(matches!(&e.fail, Some(FailMatch::Msg(m)) if m == "boom"));
+    let Cmd::Eval(e) = &cmds[3] else { panic!() };
+    assert_eq!(e.expr, "sort(n)");
+    assert!(matches!(e.mode, Mode::Range { start: 60_000, end: 120_000, step: 60_000 }));
+    assert!(matches!(&e.annotations[..], [a] if a.warning && matches!(&a.m, FailMatch::Msg(m) if m == "w (1:1)")));
 }

@@ -241,12 +241,17 @@ pub fn parse_series_line(line: &str) -> Result<SeriesLine, String> {
 
 /// `from <a> to <b> step <c>` after `eval range` or `expect range vector`.
 fn parse_from_to_step(s: &str) -> Result<(i64, i64, i64, &str), String> {
-    let mut it = s.splitn(7, char::is_whitespace).filter(|x| !x.is_empty());
-    let words: Vec<&str> = it.by_ref().take(6).collect();
+    // Six words, then the rest (the expression) as written.
+    let mut words = Vec::with_capacity(6);
+    let mut rest = s.trim_start();
+    while words.len() < 6 && !rest.is_empty() {
+        let (w, r) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        words.push(w);
+        rest = r.trim_start();
+    }
     if words.len() < 6 || words[0] != "from" || words[2] != "to" || words[4] != "step" {
         return Err(format!("expected `from .. to .. step ..` in {s:?}"));
     }
-    let rest = s.split_once(words[5]).map(|x| x.1).unwrap_or("");
     Ok((parse_duration(words[1])?, parse_duration(words[3])?, parse_duration(words[5])?, rest.trim()))
 }
 
