@@ -1,6 +1,7 @@
 //! `pharos`: the one binary. It parses the command line and wires the
 //! crates into a role; it decides nothing itself.
 
+mod reload;
 mod replication;
 mod roles;
 mod status;
@@ -176,6 +177,38 @@ pub struct ScraperArgs {
     pub role: RoleArgs,
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes_members: KubernetesMembersArgs,
+}
+
+/// Scraper membership from the Kubernetes API instead of the topology's
+/// static peer list: the ready pods matching a label selector (the
+/// scraper StatefulSet), named as the scrapers' `--id`s.
+#[derive(Args)]
+pub struct KubernetesMembersArgs {
+    /// Label selector of the scraper pods, e.g. `app.kubernetes.io/name=pharos-scraper`.
+    #[arg(long)]
+    pub members_selector: Option<String>,
+    /// Namespace of the scraper pods (default: this pod's own).
+    #[arg(long, requires = "members_selector")]
+    pub members_namespace: Option<String>,
+    /// A kubeconfig file to reach the API server (default: the in-cluster service account).
+    #[arg(long, requires = "members_selector")]
+    pub members_kubeconfig: Option<PathBuf>,
+}
+
+impl KubernetesMembersArgs {
+    pub fn member_pods(&self) -> Option<pharos_scrape::kubernetes::members::MemberPods> {
+        let selector = self.members_selector.clone()?;
+        Some(pharos_scrape::kubernetes::members::MemberPods {
+            access: pharos_scrape::kubernetes::client::ApiAccess {
+                kubeconfig_file: self.members_kubeconfig.clone(),
+                ..Default::default()
+            },
+            namespace: self.members_namespace.clone(),
+            selector,
+        })
+    }
 }
 
 fn main() -> std::process::ExitCode {

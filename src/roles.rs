@@ -13,6 +13,7 @@ use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
 
+use crate::reload::Reloader;
 use crate::topology::Topology;
 use crate::{IngesterArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
 
@@ -171,7 +172,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let status = move || topo.status();
     let scraper = Arc::new(Scraper::start(&config, &[], "scraper-0", cluster.clone()));
     register_scrape_metrics(&metrics, &scraper);
+    let reloader = Reloader::new(a.config.clone(), scraper.clone(), &metrics);
+    reloader.reload_on_sighup();
     let router = pharos_api::write_routes(cluster.clone(), metrics.clone())
+        .merge(pharos_api::reload_routes(reloader.handle()))
         .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
         .merge(pharos_api::status_routes(Arc::new(status)))
         .merge(pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), "scraper-0")))
@@ -274,11 +278,22 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
     let cluster = Arc::new(topo.cluster()?);
-    let peers = topo.scrapers.iter().map(|s| (s.id.clone(), format!("http://{}", s.http))).collect();
-    let membership = pharos_scrape::membership::Membership::start(&a.role.id, peers).await;
-    let scraper = Arc::new(Scraper::start_with_members(&config, membership.watch(), &a.role.id, cluster));
+    let members = match a.kubernetes_members.member_pods() {
+        Some(pods) => {
+            tracing::info!(selector = %pods.selector, "scraper membership from the Kubernetes API");
+            pharos_scrape::kubernetes::members::watch_members(&a.role.id, pods, Duration::from_secs(10)).await
+        }
+        None => {
+            let peers = topo.scrapers.iter().map(|s| (s.id.clone(), format!("http://{}", s.http))).collect();
+            pharos_scrape::membership::Membership::start(&a.role.id, peers).await.watch()
+        }
+    };
+    let scraper = Arc::new(Scraper::start_with_members(&config, members, &a.role.id, cluster));
     register_scrape_metrics(&metrics, &scraper);
+    let reloader = Reloader::new(a.config.clone(), scraper.clone(), &metrics);
+    reloader.reload_on_sighup();
     let router = pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), &a.role.id))
+        .merge(pharos_api::reload_routes(reloader.handle()))
         .merge(pharos_api::common_routes(metrics));
     let leaving = scraper.clone();
     let parent = a.role.parent_pid;

@@ -189,3 +189,15 @@ pub fn ensure_package(package: &str, binary: &str) {
     let ok = Command::new("sh").arg("-c").arg(install).status().unwrap().success();
     assert!(ok, "could not install Debian's {package} package");
 }
+
+/// `pharos up --config CONFIG` on a free loopback address with its data in
+/// `dir`, once ready; returns the process and its base URL.
+pub fn up_with_config(dir: &Path, config: &Path) -> (Proc, String) {
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut cmd = pharos();
+    cmd.args(["up", "--data-dir"]).arg(dir.join("data")).args(["--listen", &addr, "--config"]).arg(config);
+    let mut p = Proc::start(cmd, &dir.join("up.log"));
+    wait_ready(&format!("{base}/-/ready"), 60, &mut p);
+    (p, base)
+}

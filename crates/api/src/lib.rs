@@ -5,7 +5,8 @@
 //! [`write_routes`] (remote_write, admin flush) on the gateway,
 //! [`query_routes`] (the Prometheus HTTP API, evaluated here) on queriers,
 //! [`proxy_routes`] (the same API forwarded to queriers) on the gateway, and
-//! [`status_routes`] (build info, cluster topology). `pharos up` merges them
+//! [`status_routes`] (build info, cluster topology), [`reload_routes`]
+//! (`POST /-/reload`) where a configuration file is read. `pharos up` merges them
 //! all over in-process shards.
 //!
 //! Every error leaves as Prometheus's JSON error shape with its `errorType`
@@ -102,6 +103,25 @@ pub fn targets_routes(source: TargetsSource) -> Router {
         .route("/api/v1/targets", get(targets::handler))
         .route(pharos_scrape::membership::MEMBER_PATH, get(targets::member))
         .with_state(source)
+}
+
+/// Reloads a process's configuration: `Ok` once the new one runs, or the
+/// error that kept the old one running.
+pub type Reload = Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// `POST /-/reload` (and `PUT`, as Prometheus): 200 with an empty body when
+/// the configuration was reloaded, 500 with the error otherwise.
+pub fn reload_routes(reload: Reload) -> Router {
+    let handler = move || {
+        let reload = reload.clone();
+        async move {
+            match reload().await {
+                Ok(()) => (axum::http::StatusCode::OK, String::new()),
+                Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")),
+            }
+        }
+    };
+    Router::new().route("/-/reload", post(handler.clone()).put(handler))
 }
 
 /// `/api/v1/status/buildinfo` and `/api/v1/status/cluster` (whose data the

@@ -133,6 +133,21 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
 }
 
+impl ScrapeConfig {
+    /// Whether two jobs scrape their targets the same way: equal in
+    /// everything but service discovery. A reload that changes only where a
+    /// job's targets come from keeps the loops of its unchanged targets.
+    pub fn same_scrape_settings(&self, other: &ScrapeConfig) -> bool {
+        let without_sd = |c: &ScrapeConfig| ScrapeConfig {
+            static_configs: Vec::new(),
+            file_sd_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
+            ..c.clone()
+        };
+        without_sd(self) == without_sd(other)
+    }
+}
+
 fn duration(field: &str, v: Option<&str>, default: i64) -> Result<i64, Error> {
     match v {
         None => Ok(default),
@@ -402,6 +417,16 @@ scrape_configs:
         assert_eq!(j.file_sd_configs[0].files[0], Path::new("/etc/pharos/sd/*.json"));
         let pw = j.client.basic_auth.as_ref().and_then(|b| b.password_file.clone());
         assert_eq!(pw.unwrap(), Path::new("/etc/pharos/secret"));
+    }
+
+    #[test]
+    fn scrape_settings_ignore_service_discovery() {
+        let jobs = |yaml: &str| Config::parse(yaml).unwrap().scrape_configs.remove(0);
+        let a = jobs("scrape_configs: [{job_name: j, static_configs: [{targets: ['a:1']}]}]");
+        let b = jobs("scrape_configs: [{job_name: j, file_sd_configs: [{files: [t.json]}]}]");
+        let c = jobs("scrape_configs: [{job_name: j, sample_limit: 5, static_configs: [{targets: ['a:1']}]}]");
+        assert!(a.same_scrape_settings(&b));
+        assert!(!a.same_scrape_settings(&c));
     }
 
     #[test]

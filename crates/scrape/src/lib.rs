@@ -116,7 +116,7 @@ impl Scraper {
         let active = Arc::new(Mutex::new(Vec::new()));
         let dropped = Arc::new(Mutex::new(Vec::new()));
         let sd_changed = Arc::new(tokio::sync::Notify::new());
-        let jobs = config.scrape_configs.iter().map(|j| Job::new(j.clone(), &sd_changed)).collect();
+        let jobs = config.scrape_configs.iter().map(|j| Job::new(j.clone(), None, &sd_changed)).collect();
         let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
         let delivery = delivery::Delivery::start(sink, delivery::DEFAULT_BUDGET);
         let manager = Manager {
@@ -201,22 +201,32 @@ struct Job {
 }
 
 impl Job {
-    /// A job with its client built and its discoveries started.
-    fn new(config: ScrapeConfig, sd_changed: &Arc<tokio::sync::Notify>) -> Self {
+    /// A job with its client built and its discoveries started, taking
+    /// over those of `previous` (the job of the same name before a reload)
+    /// whose configuration is unchanged, with their state: no re-read, no
+    /// re-list.
+    fn new(config: ScrapeConfig, previous: Option<Job>, sd_changed: &Arc<tokio::sync::Notify>) -> Self {
         let client = config.client.build_client().inspect_err(|e| {
             tracing::error!(job = %config.job_name, error = %e, "every scrape of this job will fail");
         });
-        Job {
-            client,
-            statics: target::static_groups(&config),
-            files: config.file_sd_configs.iter().cloned().map(FileDiscovery::new).collect(),
-            kubernetes: config
-                .kubernetes_sd_configs
-                .iter()
-                .map(|k| KubernetesDiscovery::start(k.clone(), sd_changed.clone()))
-                .collect(),
-            config: Arc::new(config),
-        }
+        let (mut old_files, mut old_kube) = previous.map(|p| (p.files, p.kubernetes)).unwrap_or_default();
+        let files = config
+            .file_sd_configs
+            .iter()
+            .map(|c| match old_files.iter().position(|f| f.config() == c) {
+                Some(i) => old_files.swap_remove(i),
+                None => FileDiscovery::new(c.clone()),
+            })
+            .collect();
+        let kubernetes = config
+            .kubernetes_sd_configs
+            .iter()
+            .map(|c| match old_kube.iter().position(|k| k.config() == c) {
+                Some(i) => old_kube.swap_remove(i),
+                None => KubernetesDiscovery::start(c.clone(), sd_changed.clone()),
+            })
+            .collect();
+        Job { client, statics: target::static_groups(&config), files, kubernetes, config: Arc::new(config) }
     }
 }
 
@@ -242,7 +252,8 @@ struct Manager {
 struct Running {
     end: watch::Sender<scrape_loop::End>,
     health: SharedHealth,
-    /// The job it runs under: a reload that changes the job restarts it.
+    /// The job it runs under: a reload that changes how the job scrapes
+    /// restarts it (a change of its service discovery alone does not).
     job: Arc<ScrapeConfig>,
 }
 
@@ -308,16 +319,19 @@ impl Manager {
         }
     }
 
-    /// Takes a new configuration: a job whose settings are unchanged keeps
-    /// its `Arc` (so its targets' loops keep running) and its discovery
-    /// state; other jobs start afresh, and dropped ones stop their watches.
+    /// Takes a new configuration: an unchanged job stays as it is; a
+    /// changed one keeps the discoveries whose configuration is unchanged;
+    /// dropped jobs stop their watches. Loops are kept or not by [`Self::sync`].
     fn apply_config(&mut self, config: Config) {
         let mut old = std::mem::take(&mut self.jobs);
         self.external = config.external_labels;
         for j in config.scrape_configs {
             match old.iter().position(|o| *o.config == j) {
                 Some(i) => self.jobs.push(old.swap_remove(i)),
-                None => self.jobs.push(Job::new(j, &self.sd_changed)),
+                None => {
+                    let previous = old.iter().position(|o| o.config.job_name == j.job_name).map(|i| old.swap_remove(i));
+                    self.jobs.push(Job::new(j, previous, &self.sd_changed));
+                }
             }
         }
         tracing::info!(jobs = self.jobs.len(), "scrape configuration applied");
@@ -346,7 +360,8 @@ impl Manager {
         self.stats.targets.store(owned.len() as u64, Ordering::Relaxed);
         let jobs: HashMap<u64, &Arc<ScrapeConfig>> = owned.iter().map(|t| (t.key, &t.job)).collect();
         self.running.retain(|key, r| {
-            let decision = loop_decision(jobs.get(key).map(|j| Arc::ptr_eq(j, &r.job)), discovered.contains(key));
+            let same = jobs.get(key).map(|j| Arc::ptr_eq(j, &r.job) || j.same_scrape_settings(&r.job));
+            let decision = loop_decision(same, discovered.contains(key));
             if let Some(end) = decision {
                 let _ = r.end.send(end);
                 tracing::info!(target_key = key, ?end, "stopping the scrape of a target");
@@ -380,7 +395,8 @@ impl Manager {
 
 /// What happens to a running loop: `None` keeps it; otherwise how it ends.
 /// `owned_same_job` is `None` when this scraper no longer owns the target,
-/// else whether the target's job is the loop's (a reload changed it if not).
+/// else whether its job still scrapes the way the loop does (a reload
+/// changed the job's scrape settings if not).
 /// A target still discovered but owned elsewhere, or restarted under its
 /// changed job, ends without staleness markers (its series go on); one
 /// that left discovery ends with them.

@@ -30,6 +30,7 @@ type Groups = Arc<Mutex<BTreeMap<String, TargetGroup>>>;
 /// One `kubernetes_sd_configs` entry, watching.
 #[derive(Debug)]
 pub struct KubernetesDiscovery {
+    config: KubernetesSdConfig,
     groups: Groups,
     task: JoinHandle<()>,
 }
@@ -38,8 +39,12 @@ impl KubernetesDiscovery {
     /// Starts watching; `changed` is notified after every change of the groups.
     pub fn start(config: KubernetesSdConfig, changed: Arc<Notify>) -> Self {
         let groups = Groups::default();
-        let task = tokio::spawn(run(config, groups.clone(), changed));
-        KubernetesDiscovery { groups, task }
+        let task = tokio::spawn(run(config.clone(), groups.clone(), changed));
+        KubernetesDiscovery { config, groups, task }
+    }
+
+    pub fn config(&self) -> &KubernetesSdConfig {
+        &self.config
     }
 
     /// The current groups, in source order.
