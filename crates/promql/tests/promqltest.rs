@@ -53,7 +53,7 @@ const EXPERIMENTAL_FILES: &[(&str, &str, usize)] = &[
     ("fill-modifier.test", "fill modifiers", 1),
     ("info.test", "info()", 1),
     ("name_label_dropping.test", "delayed __name__ removal", 22),
-    ("native_histograms.test", "native histograms", 101),
+    ("native_histograms.test", "native histograms", 104),
     ("start_timestamps.test", "start timestamps", 9),
     ("type_and_unit.test", "type and unit labels", 43),
 ];
