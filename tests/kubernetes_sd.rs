@@ -84,3 +84,101 @@ scrape_configs:
     assert!(requests.iter().all(|r| r.contains("labelSelector=app%3Ddemo")), "{requests:?}");
     p.terminate();
 }
+
+/// The scrape URLs `pharos scraper` at `base` owns now, sorted.
+fn owned(base: &str) -> Vec<String> {
+    let (_, v) = get_json(&format!("{base}/api/v1/targets?state=active"));
+    let mut urls: Vec<String> = v["data"]["activeTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["scrapeUrl"].as_str().unwrap().to_string())
+        .collect();
+    urls.sort();
+    urls
+}
+
+/// Two `pharos scraper`s whose members are the ready pods of their
+/// StatefulSet, watched through the stand-in API server: they split the
+/// targets; when scraper-1's pod turns not ready scraper-0 takes them all,
+/// and when it is ready again they split them as before.
+#[test]
+fn scrapers_take_their_members_from_the_ready_pods_of_the_statefulset() {
+    let kube = FakeKube::start();
+    let sts = json!({"app.kubernetes.io/name": "pharos-scraper"});
+    let scraper_pod =
+        |i: usize, ready: bool| pod("mon", &format!("scraper-{i}"), "127.0.0.1", 9090, ready, sts.clone());
+    kube.apply("pods", scraper_pod(0, true));
+    kube.apply("pods", scraper_pod(1, true));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.kubeconfig(dir.path(), "mon");
+    let targets: Vec<String> = (0..12).map(|i| serve_metrics(format!("k8s_member_demo{{n=\"{i}\"}} 1\n"))).collect();
+    let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("scrape_configs:\n  - job_name: demo\n    scrape_interval: 1s\n    static_configs: [{{targets: [{list}]}}]\n"),
+    )
+    .unwrap();
+    let ep = |id: &str| json!({"id": id, "http": free_addr()});
+    let topo = json!({
+        "shards": [{"id": 0, "replicas": [{"id": "ingester-0", "grpc": free_addr(), "http": free_addr()}]}],
+        "scrapers": [ep("scraper-0"), ep("scraper-1")],
+        "queriers": [ep("querier-0")],
+        "gateway": ep("gateway"),
+    });
+    let topology = dir.path().join("topology.json");
+    std::fs::write(&topology, topo.to_string()).unwrap();
+    let http = |v: &serde_json::Value| format!("http://{}", v["http"].as_str().unwrap());
+    let mut ingester = pharos();
+    ingester.args(["ingester", "--id", "ingester-0", "--topology"]).arg(&topology);
+    ingester.arg("--data-dir").arg(dir.path().join("ingester-0"));
+    let mut procs =
+        vec![(Proc::start(ingester, &dir.path().join("ingester-0.log")), http(&topo["shards"][0]["replicas"][0]))];
+    for i in 0..2 {
+        let id = format!("scraper-{i}");
+        let mut cmd = pharos();
+        cmd.args(["scraper", "--id", &id, "--topology"]).arg(&topology).arg("--config").arg(&config);
+        cmd.args(["--members-selector", "app.kubernetes.io/name=pharos-scraper", "--members-namespace", "mon"]);
+        cmd.arg("--members-kubeconfig").arg(&kubeconfig);
+        procs.push((Proc::start(cmd, &dir.path().join(format!("{id}.log"))), http(&topo["scrapers"][i])));
+    }
+    for (p, url) in procs.iter_mut() {
+        wait_ready(&format!("{url}/-/ready"), 60, p);
+    }
+    let (s0, s1) = (procs[1].1.clone(), procs[2].1.clone());
+    let mut all = targets.iter().map(|t| format!("http://{t}/metrics")).collect::<Vec<_>>();
+    all.sort();
+    let split = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (a, b) = (owned(&s0), owned(&s1));
+            let mut union: Vec<String> = a.iter().chain(b.iter()).cloned().collect();
+            union.sort();
+            if union == all && !a.is_empty() && !b.is_empty() {
+                return (a, b);
+            }
+            assert!(Instant::now() < deadline, "{what}: {a:?} {b:?}\n{}", procs[2].0.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (a, b) = split("two ready scraper pods");
+
+    // scraper-1's pod is not ready: scraper-0 owns every target.
+    kube.apply("pods", scraper_pod(1, false));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned(&s0) != all {
+        assert!(Instant::now() < deadline, "scraper-0 owns {:?}\n{}", owned(&s0), procs[1].0.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Ready again: the same split as before (the ring is a function of the members).
+    kube.apply("pods", scraper_pod(1, true));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned(&s0) != a {
+        assert!(Instant::now() < deadline, "scraper-0 owns {:?}, want {a:?}", owned(&s0));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(owned(&s1), b);
+    let watches = kube.requests().iter().filter(|r| r.contains("watch=true")).count();
+    assert!(watches >= 2, "{:?}", kube.requests());
+}
