@@ -147,6 +147,13 @@ pub struct ClusterUpArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub raft: replication::RaftArgs,
+    /// A JSON file `{replica id: {peer id: address}}`: where each replica
+    /// sends its raft RPCs for a peer instead of the peer's gRPC address
+    /// (the topology's `raft_routes`), e.g. through a fault-injecting proxy.
+    #[arg(long)]
+    pub raft_routes: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -169,6 +176,8 @@ pub struct IngesterArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub raft: replication::RaftArgs,
 }
 
 #[derive(Args)]

@@ -1,10 +1,11 @@
-//! Wiring of a replicated shard's ingester: its raft replica over the TSDB,
+//! Wiring of a replicated shard's ingester: its raft replica over the TSDB
+//! (snapshot policy from [`RaftArgs`], raft routes from the topology),
 //! bootstrap of a new group, and the replica's own metrics.
 //!
 //! A shard with one replica has no raft group: its ingester writes straight
 //! to the TSDB, as `pharos up` does (see docs/architecture.md, Decisions).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +17,31 @@ use pharos_tsdb::RocksStorage;
 use crate::AdminCommand;
 use crate::topology::{Topology, node_id};
 
+/// Raft settings of a replicated shard's ingesters.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct RaftArgs {
+    /// Snapshot the TSDB (a RocksDB checkpoint) every this many raft log
+    /// entries, and purge the log up to the snapshot; 0 never does either.
+    #[arg(long, default_value_t = 1_000)]
+    pub raft_snapshot_every: u64,
+    /// Entries already in a snapshot that the purged log still keeps, so a
+    /// follower only a little behind catches up from the log.
+    #[arg(long, default_value_t = 1_000)]
+    pub raft_log_keep: u64,
+}
+
+impl RaftArgs {
+    /// The same settings as command-line arguments, for a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--raft-snapshot-every".into(),
+            self.raft_snapshot_every.to_string(),
+            "--raft-log-keep".into(),
+            self.raft_log_keep.to_string(),
+        ]
+    }
+}
+
 /// Starts the raft replica of ingester `me` if its shard is replicated.
 /// The first replica of a shard whose raft database is new forms the group.
 pub async fn start_replica(
@@ -23,6 +49,7 @@ pub async fn start_replica(
     me: &str,
     data_dir: &Path,
     tsdb: Arc<RocksStorage>,
+    raft: &RaftArgs,
 ) -> anyhow::Result<Option<Arc<Replica>>> {
     let shard = topo
         .shards
@@ -39,8 +66,18 @@ pub async fn start_replica(
     }
     let id = node_id(me).with_context(|| format!("replica id {me:?} is not ingester-N"))?;
     let member = members.get(&id).cloned().unwrap_or_default();
-    let opts = ReplicaOptions::new(id, member, data_dir.join("raft"));
-    let replica = Replica::start(opts, tsdb, pharos_cluster::GrpcTransport::new())
+    let mut opts = ReplicaOptions::new(id, member, data_dir.join("raft"));
+    opts.snapshot_every = raft.raft_snapshot_every;
+    opts.log_keep = raft.raft_log_keep;
+    let mut routes = HashMap::new();
+    for (peer, addr) in shard.replicas.iter().filter(|r| r.id == me).flat_map(|r| &r.raft_routes) {
+        let n = node_id(peer).with_context(|| format!("raft route to {peer:?}: not ingester-N"))?;
+        routes.insert(n, addr.clone());
+    }
+    if !routes.is_empty() {
+        tracing::info!(?routes, "raft RPCs to these peers go to the routes given, not their grpc addresses");
+    }
+    let replica = Replica::start(opts, tsdb, pharos_cluster::GrpcTransport::with_routes(routes))
         .await
         .with_context(|| format!("cannot start the raft replica in {}", data_dir.join("raft").display()))?;
     if replica.is_fresh() && shard.replicas.first().is_some_and(|r| r.id == me) {
@@ -70,6 +107,27 @@ pub fn register_raft_metrics(metrics: &Metrics, replica: Arc<Replica>) {
             "pharos_raft_last_log_index",
             "Newest raft log index stored by this replica.",
             st.last_log_index.unwrap_or(0) as f64,
+        );
+        e.gauge(
+            "pharos_raft_snapshot_index",
+            "Last raft log index in this replica's current snapshot.",
+            st.snapshot_index.unwrap_or(0) as f64,
+        );
+        e.gauge(
+            "pharos_raft_purged_index",
+            "Raft log entries up to this index are purged here.",
+            st.purged_index.unwrap_or(0) as f64,
+        );
+        e.counter("pharos_raft_snapshots_built_total", "Snapshots this replica built.", st.snapshots_built as f64);
+        e.counter(
+            "pharos_raft_snapshots_installed_total",
+            "Snapshots received from the leader and installed into the TSDB.",
+            st.snapshots_installed as f64,
+        );
+        e.gauge(
+            "pharos_raft_last_snapshot_install_seconds",
+            "How long the newest snapshot install took (unpack and TSDB restore).",
+            st.last_snapshot_install_ms as f64 / 1000.0,
         );
         let lag: u64 = st.lag.values().copied().max().unwrap_or(0);
         e.gauge(

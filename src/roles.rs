@@ -208,7 +208,7 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     spawn_maintenance(tsdb.clone());
-    let replica = crate::replication::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone()).await?;
+    let replica = crate::replication::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone(), &a.raft).await?;
     if let Some(r) = &replica {
         crate::replication::register_raft_metrics(&metrics, r.clone());
     }

@@ -67,6 +67,9 @@ pub fn render(topo: &Topology, answers: &Answers) -> Value {
                         rv["last_log_index"] = json!(s.last_log_index);
                         rv["commit_index"] = json!(s.commit_index);
                         rv["applied_index"] = json!(s.applied_index);
+                        rv["snapshot_index"] = json!(s.snapshot_index);
+                        rv["purged_index"] = json!(s.purged_index);
+                        rv["snapshots_installed"] = json!(s.snapshots_installed);
                         let lag = leader.and_then(|l| l.lag.get(&s.id).copied()).unwrap_or_else(|| {
                             leader
                                 .and_then(|l| l.last_log_index)

@@ -58,23 +58,19 @@ pub fn plan(a: &ClusterUpArgs, mut port: impl FnMut() -> anyhow::Result<String>)
     for s in 0..a.shards {
         let mut replicas = Vec::new();
         for _ in 0..a.replication_factor {
-            replicas.push(Endpoint { id: format!("ingester-{n}"), grpc: Some(port()?), http: port()? });
+            let (grpc, http) = (Some(port()?), port()?);
+            replicas.push(Endpoint::new(format!("ingester-{n}"), grpc, http));
             n += 1;
         }
         shards.push(ShardTopology { id: s, replicas });
     }
     let scrapers = (0..a.scrapers)
-        .map(|i| Ok(Endpoint { id: format!("scraper-{i}"), grpc: None, http: port()? }))
+        .map(|i| Ok(Endpoint::new(format!("scraper-{i}"), None, port()?)))
         .collect::<anyhow::Result<_>>()?;
     let queriers = (0..a.queriers)
-        .map(|i| Ok(Endpoint { id: format!("querier-{i}"), grpc: None, http: port()? }))
+        .map(|i| Ok(Endpoint::new(format!("querier-{i}"), None, port()?)))
         .collect::<anyhow::Result<_>>()?;
-    Ok(Topology {
-        shards,
-        scrapers,
-        queriers,
-        gateway: Endpoint { id: "gateway".into(), grpc: None, http: a.listen.to_string() },
-    })
+    Ok(Topology { shards, scrapers, queriers, gateway: Endpoint::new("gateway", None, a.listen.to_string()) })
 }
 
 fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
@@ -132,7 +128,14 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let topo = plan(&a, || Ok(free_addr()?.to_string()))?;
+    let mut topo = plan(&a, || Ok(free_addr()?.to_string()))?;
+    if let Some(path) = &a.raft_routes {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read raft routes {}", path.display()))?;
+        let routes =
+            serde_json::from_str(&text).with_context(|| format!("raft routes {} are not valid", path.display()))?;
+        topo.set_raft_routes(routes).with_context(|| format!("raft routes {}", path.display()))?;
+    }
     let topo_path = dir.join("topology.json");
     std::fs::write(&topo_path, serde_json::to_vec_pretty(&topo)?)?;
     let exe = std::env::current_exe().context("cannot find the pharos executable")?;
@@ -156,6 +159,7 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
             args.extend(["--data-dir".into(), dir.join("data").join(&r.id).display().to_string()]);
             args.extend(["--retention".into(), format!("{}ms", a.storage.retention)]);
             args.extend(["--max-series-per-tenant".into(), a.storage.max_series_per_tenant.to_string()]);
+            args.extend(a.raft.to_args());
             plan_procs.push(("ingester", r.clone(), Some(s.id), args));
         }
     }

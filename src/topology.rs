@@ -2,6 +2,7 @@
 //! `pharos cluster up` writes it to `DIR/topology.json`; every role reads
 //! it with `--topology`. On Kubernetes it is a ConfigMap.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -15,6 +16,19 @@ pub struct Endpoint {
     pub grpc: Option<String>,
     /// host:port of the HTTP server.
     pub http: String,
+    /// Replicas of a raft group only: where this replica sends its raft
+    /// RPCs for a peer (by id), when not to the peer's `grpc` address, e.g.
+    /// through a proxy or a NAT. Clients and the status page still use
+    /// `grpc`. Empty by default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub raft_routes: BTreeMap<String, String>,
+}
+
+impl Endpoint {
+    /// An endpoint without raft routes.
+    pub fn new(id: impl Into<String>, grpc: Option<String>, http: impl Into<String>) -> Self {
+        Self { id: id.into(), grpc, http: http.into(), raft_routes: BTreeMap::new() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,14 +74,34 @@ impl Topology {
                     "shards[{i}].replicas[{j}].id: a replica of a replicated shard is named ingester-N, got {:?}",
                     r.id
                 );
+                for peer in r.raft_routes.keys() {
+                    anyhow::ensure!(
+                        s.replicas.iter().any(|p| p.id == *peer && p.id != r.id),
+                        "shards[{i}].replicas[{j}].raft_routes: {peer:?} is not another replica of the shard"
+                    );
+                }
             }
         }
         Ok(())
     }
 
+    /// Sets the `raft_routes` of replicas: replica id → (peer id → address).
+    pub fn set_raft_routes(&mut self, routes: BTreeMap<String, BTreeMap<String, String>>) -> anyhow::Result<()> {
+        for (id, peers) in routes {
+            let r = self
+                .shards
+                .iter_mut()
+                .flat_map(|s| s.replicas.iter_mut())
+                .find(|r| r.id == id)
+                .with_context(|| format!("{id:?} is not a replica"))?;
+            r.raft_routes = peers;
+        }
+        self.validate()
+    }
+
     /// `pharos up`: every role is this one process at `listen`.
     pub fn embedded(listen: &str) -> Self {
-        let ep = |id: &str| Endpoint { id: id.into(), grpc: None, http: listen.into() };
+        let ep = |id: &str| Endpoint::new(id, None, listen);
         Topology {
             shards: vec![ShardTopology { id: 0, replicas: vec![ep("ingester-0")] }],
             scrapers: vec![ep("scraper-0")],

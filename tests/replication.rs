@@ -21,7 +21,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(shards: u32) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(shards, tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// `cluster up` in `dir` with `extra` arguments.
+    fn start_with(shards: u32, dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
         let addr = free_addr();
         let mut cmd = pharos();
         cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args([
@@ -32,6 +36,7 @@ impl Cluster {
             "--listen",
             &addr,
         ]);
+        cmd.args(extra);
         let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
         wait_cluster_json(dir.path(), &mut sup, 120);
         let c = Cluster { sup, dir, base: format!("http://{addr}") };
@@ -304,9 +309,31 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid} failed");
 }
 
+/// A figure from a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Replica `id`'s entry on the status page.
+fn replica_status(c: &Cluster, id: &str) -> serde_json::Value {
+    let st = c.status();
+    st["data"]["shards"][0]["replicas"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone()
+}
+
+/// Small snapshot settings, so that a short test purges the log (the
+/// writer and the self-scrape make about 100 entries a second here): a
+/// snapshot every 300 entries, 300 entries kept behind it, so a follower
+/// restarted for a second or two still catches up from the log.
+const SNAPSHOT_OFTEN: &[&str] = &["--raft-snapshot-every", "300", "--raft-log-keep", "300"];
+
 #[test]
 fn rolling_restart_and_wiped_replica_keep_every_sample() {
-    let c = Cluster::start(1);
+    let c = Cluster::start_with(1, tempfile::tempdir().unwrap(), SNAPSHOT_OFTEN);
     let w = Writer::start(&c.base);
     w.wait_for(30, 30);
     let ingesters: Vec<String> = c
@@ -330,48 +357,49 @@ fn rolling_restart_and_wiped_replica_keep_every_sample() {
         c.converged();
         w.wait_for(10, 30);
     }
-    // A follower loses its disk: it comes back empty and catches up from the leader.
+    // A follower loses its disk: it comes back empty and catches up from
+    // the leader, which purged the start of its log: through a snapshot.
     let leader = c.leader(0, None);
     let victim = ingesters.iter().rfind(|id| **id != leader).unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replica_status(&c, &leader)["purged_index"].as_u64().unwrap_or(0) < 20 {
+        assert!(Instant::now() < deadline, "the leader never purged its log: {}", c.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Hold the supervisor while the disk is wiped, so the restart sees it empty.
     let sup = c.sup.child.id();
     signal(sup, "STOP");
     kill9(c.pid(&victim));
     std::thread::sleep(Duration::from_millis(300));
     std::fs::remove_dir_all(c.data_dir(&victim)).unwrap();
+    let wiped_at = Instant::now();
     signal(sup, "CONT");
+    // It installs a snapshot and holds every series again. Its HTTP side
+    // may still be starting (the supervisor restarts it): poll.
+    let url = format!("{}/metrics", replica_status(&c, &victim)["http"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut series, mut installed, mut m) = (0.0, 0.0, String::new());
+    while Instant::now() < deadline {
+        if let Some(text) = client().get(&url).send().ok().and_then(|r| r.text().ok()) {
+            m = text;
+            series = metric(&m, "pharos_tsdb_active_series").unwrap_or(0.0);
+            installed = metric(&m, "pharos_raft_snapshots_installed_total").unwrap_or(0.0);
+            if series >= SERIES as f64 && installed >= 1.0 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(installed >= 1.0, "the wiped replica installed no snapshot:\n{m}\n{}", c.logs());
+    assert!(series >= SERIES as f64, "the wiped replica holds {series} series: {}", c.status());
+    eprintln!(
+        "wiped replica {victim}: every series back through a snapshot ({} ms install) {} ms after the supervisor was let go",
+        metric(&m, "pharos_raft_last_snapshot_install_seconds").unwrap_or(0.0) * 1000.0,
+        wiped_at.elapsed().as_millis()
+    );
     w.wait_for(30, 30);
     let t0 = w.t0;
     let (acked, _) = w.finish(Instant::now());
     c.converged();
     check_all_back(&c.base, t0, &acked);
-    // The wiped replica holds every series again.
-    let st = c.status();
-    let rep = st["data"]["shards"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == victim.as_str())
-        .unwrap()
-        .clone();
-    // Its HTTP side may still be starting (the supervisor restarted it): poll.
-    let url = format!("{}/metrics", rep["http"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut series = 0.0;
-    while Instant::now() < deadline {
-        if let Some(m) = client().get(&url).send().ok().and_then(|r| r.text().ok()) {
-            assert!(m.contains("pharos_raft_applied_index"), "{m}");
-            series = m
-                .lines()
-                .find(|l| l.starts_with("pharos_tsdb_active_series "))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            if series >= SERIES as f64 {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(series >= SERIES as f64, "the wiped replica holds {series} series: {st}");
 }

@@ -94,11 +94,19 @@ fn raft_client(addr: &str) -> Result<RaftClient<Channel>, Error> {
 #[derive(Default)]
 pub struct GrpcTransport {
     clients: Mutex<HashMap<String, RaftClient<Channel>>>,
+    /// Peers reached at another address than their member `grpc` one.
+    routes: HashMap<NodeId, String>,
 }
 
 impl GrpcTransport {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Sends the raft RPCs for the peers in `routes` to the address given
+    /// there (a proxy, a NAT) instead of their member `grpc` address.
+    pub fn with_routes(routes: HashMap<NodeId, String>) -> Arc<Self> {
+        Arc::new(Self { routes, ..Self::default() })
     }
 
     fn client(&self, addr: &str) -> Result<RaftClient<Channel>, pharos_raft::Error> {
@@ -116,13 +124,14 @@ impl GrpcTransport {
 impl pharos_raft::Transport for GrpcTransport {
     async fn call(
         &self,
-        _target: NodeId,
+        target: NodeId,
         member: &Member,
         kind: RpcKind,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, pharos_raft::Error> {
-        let mut client = self.client(&member.grpc)?;
+        let addr = self.routes.get(&target).unwrap_or(&member.grpc);
+        let mut client = self.client(addr)?;
         let mut req = Request::new(pb::RaftMessage { data: body });
         req.set_timeout(timeout);
         let res = match kind {
@@ -133,9 +142,9 @@ impl pharos_raft::Transport for GrpcTransport {
         match res {
             Ok(r) => Ok(r.into_inner().data),
             Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
-                Err(pharos_raft::Error::Unreachable(format!("{}: {}", member.grpc, s.message())))
+                Err(pharos_raft::Error::Unreachable(format!("{addr}: {}", s.message())))
             }
-            Err(s) => Err(pharos_raft::Error::Network(format!("{}: {}", member.grpc, s.message()))),
+            Err(s) => Err(pharos_raft::Error::Network(format!("{addr}: {}", s.message()))),
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct ReplicaOptions {
     pub snapshot_every: u64,
     /// Entries already in a snapshot kept in the log when it is purged, so
     /// a follower a little behind catches up from the log, not a snapshot.
+    /// At least `snapshot_every`: then a follower that just installed a
+    /// snapshot still finds the entries after it in the leader's log, even
+    /// if the leader took its next snapshot during the install.
     pub log_keep: u64,
     /// How long sending one snapshot chunk may take; the last one includes
     /// the follower's restore of its TSDB from the snapshot.
@@ -81,7 +84,7 @@ impl ReplicaOptions {
             max_entry_samples: 50_000,
             max_inflight_entries: 8,
             max_queued_writes: 1024,
-            snapshot_every: 10_000,
+            snapshot_every: 1_000,
             log_keep: 1_000,
             snapshot_chunk_timeout_ms: 60_000,
             snapshot_chunk_bytes: 1 << 20,
