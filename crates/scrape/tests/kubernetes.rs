@@ -73,29 +73,9 @@ async fn pods_are_discovered_by_watch_scraped_and_removed_when_deleted() {
     // Another namespace: not discovered.
     kube.apply("pods", pod("other", "c", "127.0.0.4", port_a, true, app.clone()));
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kube.kubeconfig(dir.path(), "x");
-    let config = Config::parse(&format!(
-        r#"
-scrape_configs:
-  - job_name: k8s
-    scrape_interval: 1s
-    kubernetes_sd_configs:
-      - role: pod
-        kubeconfig_file: {}
-        namespaces: {{own_namespace: true}}
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_container_port_name]
-        regex: metrics
-        action: keep
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
-"#,
-        kubeconfig.display()
-    ))
-    .unwrap();
-    let storage = Arc::new(MemStorage::new());
-    let sink = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(storage.clone()))]));
-    let scraper = Scraper::start(&config, &[], "s", sink);
+    let relabel = "      - {source_labels: [__meta_kubernetes_pod_container_port_name], regex: metrics, action: keep}\n      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}\n";
+    let sd = "role: pod, namespaces: {own_namespace: true}";
+    let (scraper, storage) = scrape_k8s(&kube.kubeconfig(dir.path(), "x"), sd, relabel);
 
     wait_for("both pods scraped", || {
         last(&storage, "k8s_demo", "a") == Some(1.0) && last(&storage, "k8s_demo", "b") == Some(1.0)
@@ -171,4 +151,82 @@ async fn scraper_members_are_the_ready_pods_of_the_statefulset() {
         requests.iter().all(|r| r.contains("labelSelector=app.kubernetes.io%2Fname%3Dpharos-scraper")),
         "{requests:?}"
     );
+}
+
+/// A scraper into a fresh in-memory TSDB for job `k8s`, scraping every
+/// second the targets of one `kubernetes_sd_configs` entry (`sd`, with the
+/// kubeconfig added) through `relabel` (YAML list items).
+fn scrape_k8s(kubeconfig: &std::path::Path, sd: &str, relabel: &str) -> (Scraper, Arc<MemStorage>) {
+    let config = Config::parse(&format!(
+        "scrape_configs:\n  - job_name: k8s\n    scrape_interval: 1s\n    kubernetes_sd_configs:\n      - {{kubeconfig_file: {}, {sd}}}\n    relabel_configs:\n{relabel}",
+        kubeconfig.display()
+    ))
+    .unwrap();
+    let storage = Arc::new(MemStorage::new());
+    let sink = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(storage.clone()))]));
+    (Scraper::start(&config, &[], "s", sink), storage)
+}
+
+/// A watch the server ends is resumed from its last resource version:
+/// what happened meanwhile arrives, nothing is listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_watch_resumes_from_its_resource_version() {
+    let kube = FakeKube::start();
+    let port_a = serve_metrics("127.0.0.2").await;
+    kube.apply("pods", pod("x", "a", "127.0.0.2", port_a, true, json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let relabel = "      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}\n";
+    let (scraper, storage) = scrape_k8s(&kube.kubeconfig(dir.path(), "x"), "role: pod", relabel);
+    wait_for("a scraped", || last(&storage, "k8s_demo", "a") == Some(1.0)).await;
+
+    kube.close_watches();
+    let port_b = serve_metrics("127.0.0.3").await;
+    kube.apply("pods", pod("x", "b", "127.0.0.3", port_b, true, json!({})));
+    kube.delete("pods", "x", "a");
+    wait_for("b scraped", || last(&storage, "k8s_demo", "b") == Some(1.0)).await;
+    wait_for("a stale", || last(&storage, "up", "a").is_some_and(is_stale_nan)).await;
+    let requests = kube.requests();
+    assert_eq!(requests.iter().filter(|r| !r.contains("watch=true")).count(), 1, "{requests:?}");
+    assert!(requests.iter().filter(|r| r.contains("watch=true")).count() >= 2, "{requests:?}");
+    scraper.stop();
+}
+
+/// The endpoints role joins three watches (endpoints, services, pods): a
+/// target gets its service's and pod's labels, and follows their changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_targets_carry_service_and_pod_labels_from_their_watches() {
+    let kube = FakeKube::start();
+    let port = serve_metrics("127.0.0.2").await;
+    kube.apply("pods", pod("x", "a", "127.0.0.2", port, true, json!({"app": "web"})));
+    let service = |team: &str| json!({"metadata": {"name": "web", "namespace": "x", "labels": {"team": team}}, "spec": {"ports": [{"name": "metrics", "port": port, "protocol": "TCP"}]}});
+    kube.apply("services", service("blue"));
+    kube.apply(
+        "endpoints",
+        json!({
+            "metadata": {"name": "web", "namespace": "x"},
+            "subsets": [{
+                "addresses": [{"ip": "127.0.0.2", "targetRef": {"kind": "Pod", "name": "a", "namespace": "x"}}],
+                "ports": [{"name": "metrics", "port": port, "protocol": "TCP"}]
+            }]
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let relabel = "      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}\n      - {source_labels: [__meta_kubernetes_service_label_team], target_label: team}\n";
+    let sd = "role: endpoints, namespaces: {names: [x]}";
+    let (scraper, storage) = scrape_k8s(&kube.kubeconfig(dir.path(), "x"), sd, relabel);
+    let team = |scraper: &Scraper| scraper.targets().first().and_then(|t| t.labels.get("team").map(str::to_string));
+    wait_for("the endpoint scraped", || last(&storage, "k8s_demo", "a") == Some(1.0)).await;
+    assert_eq!(team(&scraper).as_deref(), Some("blue"));
+    let t = scraper.targets().remove(0);
+    assert_eq!(t.discovered_labels.get("__meta_kubernetes_endpoint_ready"), Some("true"));
+    assert_eq!(t.discovered_labels.get("__meta_kubernetes_pod_container_port_name"), Some("metrics"));
+    // The service's labels change: the target follows.
+    kube.apply("services", service("green"));
+    wait_for("the new service label", || team(&scraper).as_deref() == Some("green")).await;
+    let requests = kube.requests();
+    for kind in ["endpoints", "services", "pods"] {
+        let watched = format!("/api/v1/namespaces/x/{kind}?");
+        assert!(requests.iter().any(|r| r.starts_with(&watched) && r.contains("watch=true")), "{kind}: {requests:?}");
+    }
+    scraper.stop();
 }

@@ -136,6 +136,12 @@ impl FakeKube {
         publish(&mut st, plural, "DELETED", obj, rv);
     }
 
+    /// Ends every open watch (as an API server does at its timeout or on
+    /// restart); clients must watch again from their last resource version.
+    pub fn close_watches(&self) {
+        self.state.lock().unwrap().watchers.clear();
+    }
+
     /// The request lines seen, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
