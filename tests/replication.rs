@@ -403,3 +403,131 @@ fn rolling_restart_and_wiped_replica_keep_every_sample() {
     c.converged();
     check_all_back(&c.base, t0, &acked);
 }
+
+/// Which ingesters said they led in which term, from their `/metrics`
+/// (`pharos_raft_is_leader`, `pharos_raft_term`), polled until finished.
+struct LeaderLog {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<std::collections::BTreeMap<u64, BTreeSet<String>>>>,
+}
+
+impl LeaderLog {
+    fn start(c: &Cluster) -> LeaderLog {
+        let ingesters: Vec<(String, String)> = c
+            .processes()
+            .iter()
+            .filter(|p| p["role"] == "ingester")
+            .map(|p| (p["id"].as_str().unwrap().to_string(), format!("{}/metrics", p["http"].as_str().unwrap())))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+            let mut seen: std::collections::BTreeMap<u64, BTreeSet<String>> = Default::default();
+            while !s2.load(Ordering::Relaxed) {
+                for (id, url) in &ingesters {
+                    let Some(m) = http.get(url).send().ok().and_then(|r| r.text().ok()) else { continue };
+                    if let (Some(1.0), Some(term)) =
+                        (metric(&m, "pharos_raft_is_leader"), metric(&m, "pharos_raft_term"))
+                    {
+                        seen.entry(term as u64).or_default().insert(id.clone());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        LeaderLog { stop, handle: Some(handle) }
+    }
+
+    fn finish(mut self) -> std::collections::BTreeMap<u64, BTreeSet<String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+/// The gRPC address of `id` in the topology `cluster up` wrote to `topo`.
+fn grpc_of(topo: &std::path::Path, id: &str) -> Option<String> {
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(topo).ok()?).ok()?;
+    let reps = t["shards"].as_array()?.iter().flat_map(|s| s["replicas"].as_array().cloned().unwrap_or_default());
+    reps.into_iter().find(|r| r["id"] == id)?["grpc"].as_str().map(str::to_string)
+}
+
+/// The replicas reach each other's raft service only through a proxy
+/// (`cluster up --raft-routes`); the proxy cuts the leader off from its
+/// followers, while clients still reach every replica. The followers elect
+/// a new leader in a higher term and take writes; the old one acknowledges
+/// nothing; healed, the cluster converges by itself; no term ever has two
+/// leaders; every acknowledged sample is there, the unacknowledged never.
+#[test]
+fn partitioned_leader_is_replaced_and_the_partition_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("topology.json");
+    let proxy = common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
+    let routes = dir.path().join("raft-routes.json");
+    std::fs::write(&routes, proxy.routes().to_string()).unwrap();
+    let routes = routes.display().to_string();
+    let c = Cluster::start_with(1, dir, &["--raft-routes", &routes]);
+    let leaders = LeaderLog::start(&c);
+    let w = Writer::start(&c.base);
+    w.wait_for(50, 30);
+    let term = |c: &Cluster| c.status()["data"]["shards"][0]["term"].as_u64().unwrap_or(0);
+    let (old, old_term) = (c.leader(0, None), term(&c));
+    let cut_at = Instant::now();
+    proxy.isolate(&old);
+    let new = c.leader(0, Some(&old));
+    let elected = cut_at.elapsed();
+    w.wait_for(50, 60);
+    let resumed = cut_at.elapsed();
+    assert!(term(&c) > old_term, "the new leader {new} is not in a higher term than {old_term}: {}", c.status());
+
+    // The old leader, still reachable by clients, acknowledges nothing: a
+    // write sent to it alone fails, and its commit index stands still.
+    let old_commit = || replica_status(&c, &old)["commit_index"].as_u64();
+    let commit_before = old_commit();
+    let old_grpc = grpc_of(&c.dir.path().join("topology.json"), &old).unwrap();
+    let probe = proxy.block_on(async {
+        use pharos_cluster::Shard;
+        let n = old.strip_prefix("ingester-").unwrap().parse().unwrap();
+        let shard = pharos_cluster::RemoteShard::replicated(0, &[(Some(n), old_grpc)])
+            .unwrap()
+            .with_deadline(Duration::from_secs(4));
+        let labels = pharos_model::Labels::from_pairs(&[("__name__", "probe")]);
+        let batch =
+            vec![pharos_tsdb::SeriesSamples { labels, samples: vec![pharos_model::Sample::new(now_ms(), 1.0)] }];
+        shard.append(pharos_model::DEFAULT_TENANT, batch).await
+    });
+    assert!(probe.is_err(), "the cut-off leader {old} acknowledged a write: {probe:?}");
+    std::thread::sleep(Duration::from_secs(1)); // the status page polls every second
+    assert_eq!(old_commit(), commit_before, "the cut-off leader {old} committed entries");
+
+    // Healed, the old leader follows the new one; nothing else is needed.
+    let healed_at = Instant::now();
+    proxy.heal(&old);
+    c.converged();
+    let converged = healed_at.elapsed();
+    let st = replica_status(&c, &old);
+    assert_eq!(st["state"], "follower", "{}", c.status());
+    w.wait_for(20, 30);
+    let t0 = w.t0;
+    let (acked, gap) = w.finish(cut_at);
+    check_all_back(&c.base, t0, &acked);
+    let (status, v) = query(&c.base, "probe", None);
+    assert_eq!(status, 200, "{v}");
+    assert!(result(&v).is_empty(), "a write the cut-off leader never acknowledged surfaced: {v}");
+    let seen = leaders.finish();
+    for (term, ids) in &seen {
+        assert_eq!(ids.len(), 1, "two leaders in term {term}: {ids:?}");
+    }
+    assert!(seen.values().any(|ids| ids.contains(&new)), "{seen:?}");
+    eprintln!(
+        "leader {old} (term {old_term}) cut off: {new} elected after {} ms, writes resumed after {} ms, \
+         longest gap between acknowledged writes {} ms; converged {} ms after healing; leaders by term {seen:?}; \
+         {} samples acknowledged",
+        elected.as_millis(),
+        resumed.as_millis(),
+        gap.as_millis(),
+        converged.as_millis(),
+        acked.len()
+    );
+}
