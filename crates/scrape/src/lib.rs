@@ -44,6 +44,10 @@ pub enum Error {
     Config(String),
 }
 
+/// How long the manager lets watch-based discovery changes gather before
+/// it recomputes the targets (Prometheus batches its updates every 5 s).
+const SD_SETTLE: Duration = Duration::from_millis(500);
+
 /// Counters of the scrape loops, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ScrapeStats {
@@ -307,7 +311,11 @@ impl Manager {
                     members_open = ok;
                     resync = ok;
                 }
-                _ = self.sd_changed.notified() => resync = true,
+                _ = self.sd_changed.notified() => {
+                    // Let a burst of watch events (a rollout) settle into one resync.
+                    tokio::time::sleep(SD_SETTLE).await;
+                    resync = true;
+                }
                 Some(config) = self.reloads.recv() => {
                     self.apply_config(config);
                     resync = true;
