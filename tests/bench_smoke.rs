@@ -199,6 +199,11 @@ fn targets_are_scraped_by_pharos_up() {
         query(&base, r#"count(count by (instance, series_id) (node_load1{job="pharos_bench_targets"}))"#, None);
     assert_eq!(result(&v)[0]["value"][1], "36", "{v}");
 
+    // Any target reports the fleet's counters: all three scraped.
+    let (_, st) = get_json(&format!("http://127.0.0.1:{}/-/stats", port + 2));
+    assert_eq!(st["targets_scraped"], 3, "{st}");
+    assert!(st["samples"].as_u64().unwrap() >= 150, "{st}");
+
     assert!(targets.terminate().success(), "{}", targets.log());
     let s = json_file(&summary);
     assert!(s["min_scrapes_per_target"].as_u64().unwrap() >= 1, "{s}");

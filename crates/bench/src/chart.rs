@@ -71,24 +71,25 @@ pub fn ratio(value: f64, baseline: Option<f64>) -> Option<f64> {
     baseline.filter(|b| *b != 0.0 && b.is_finite()).map(|b| value / b)
 }
 
-/// Systems as rows, metrics as columns, each cell `value (ratio x)`.
+/// Metrics as rows, systems as columns, each cell `value (ratio x)`.
 pub fn markdown(rows: &[Row], baseline: &str) -> String {
     let systems = unique(rows.iter().map(|r| r.system.as_str()));
     let metrics = unique(rows.iter().map(|r| r.metric.as_str()));
     let base = baseline_of(&systems, baseline);
-    let mut out = format!("| system | {} |\n|---|{}\n", metrics.join(" | "), "---|".repeat(metrics.len()));
-    for s in &systems {
-        let cells: Vec<String> = metrics
+    let mut out = format!("| metric | {} |\n|---|{}\n", systems.join(" | "), "---|".repeat(systems.len()));
+    for m in &metrics {
+        let base_v = base.and_then(|b| lookup(rows, b, m));
+        let cells: Vec<String> = systems
             .iter()
-            .map(|m| match lookup(rows, s, m) {
+            .map(|s| match lookup(rows, s, m) {
                 None => "-".into(),
-                Some(v) => match ratio(v, base.and_then(|b| lookup(rows, b, m))) {
+                Some(v) => match ratio(v, base_v) {
                     Some(r) => format!("{} ({r:.2}x)", fmt_value(v)),
                     None => fmt_value(v),
                 },
             })
             .collect();
-        out.push_str(&format!("| {s} | {} |\n", cells.join(" | ")));
+        out.push_str(&format!("| {m} | {} |\n", cells.join(" | ")));
     }
     if let Some(b) = base {
         out.push_str(&format!("\nRatios are to {b} in the same run (lower is better for costs and latencies).\n"));
@@ -225,14 +226,13 @@ mod tests {
     fn markdown_has_ratios_to_the_baseline_and_dashes_for_gaps() {
         let md = markdown(&parse_csv(CSV).unwrap(), "prometheus");
         let lines: Vec<&str> = md.lines().collect();
-        assert_eq!(lines[0], "| system | CPU s / 1M samples | bytes / sample on disk |");
-        assert_eq!(lines[1], "|---|---|---|");
-        assert_eq!(lines[2], "| prometheus 2.42.0 | 2.000 (1.00x) | 8.000 (1.00x) |");
-        assert_eq!(lines[3], "| pharos up | 0.500 (0.25x) | 0.400 (0.05x) |");
-        assert_eq!(lines[4], "| victoriametrics | 0.800 (0.40x) | - |");
+        assert_eq!(lines[0], "| metric | prometheus 2.42.0 | pharos up | victoriametrics |");
+        assert_eq!(lines[1], "|---|---|---|---|");
+        assert_eq!(lines[2], "| CPU s / 1M samples | 2.000 (1.00x) | 0.500 (0.25x) | 0.800 (0.40x) |");
+        assert_eq!(lines[3], "| bytes / sample on disk | 8.000 (1.00x) | 0.400 (0.05x) | - |");
         assert!(md.contains("Ratios are to prometheus 2.42.0"));
         let no_base = markdown(&parse_csv(CSV).unwrap(), "nothing");
-        assert!(no_base.contains("| pharos up | 0.500 | 0.400 |"), "{no_base}");
+        assert!(no_base.contains("| bytes / sample on disk | 8.000 | 0.400 | - |"), "{no_base}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Each target serves `/metrics` in the Prometheus text format with S series
 //! of the node_exporter-like [`crate::model`], valued at the time of the
 //! scrape; churn replaces C series *per target* per minute (a new
-//! `cycle_id`). The prometheus.yml for the fleet is printed on stdout.
+//! `cycle_id`). The prometheus.yml for the fleet is printed on stdout; every
+//! target also answers `/-/stats` with the fleet's scrape counters.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,10 +127,12 @@ pub async fn run(cfg: TargetsConfig) -> Result<TargetsReport, Error> {
             })
         })
         .collect();
+    let fleet = Arc::new(targets.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (l, t) in listeners.into_iter().zip(&targets) {
-        let app = Router::new().route("/metrics", get(metrics)).with_state(t.clone());
+        let state = Served { me: t.clone(), fleet: fleet.clone() };
+        let app = Router::new().route("/metrics", get(metrics)).route("/-/stats", get(stats)).with_state(state);
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
             let _ = axum::serve(l, app)
@@ -193,7 +196,26 @@ pub async fn run(cfg: TargetsConfig) -> Result<TargetsReport, Error> {
     Ok(report)
 }
 
-async fn metrics(State(t): State<Arc<Target>>) -> impl IntoResponse {
+/// What a target's handlers see: itself and the whole fleet (for `/-/stats`).
+#[derive(Clone)]
+struct Served {
+    me: Arc<Target>,
+    fleet: Arc<Vec<Arc<Target>>>,
+}
+
+/// `/-/stats` on any target: the fleet's counters so far, so a benchmark can
+/// measure a window after every target has been scraped once.
+async fn stats(State(s): State<Served>) -> impl IntoResponse {
+    let per: Vec<u64> = s.fleet.iter().map(|t| t.scrapes.load(Ordering::Relaxed)).collect();
+    axum::Json(serde_json::json!({
+        "scrapes": per.iter().sum::<u64>(),
+        "samples": s.fleet.iter().map(|t| t.scrapes.load(Ordering::Relaxed) * t.series).sum::<u64>(),
+        "targets_scraped": per.iter().filter(|n| **n > 0).count(),
+    }))
+}
+
+async fn metrics(State(s): State<Served>) -> impl IntoResponse {
+    let t = s.me;
     t.scrapes.fetch_add(1, Ordering::Relaxed);
     let (series, churn) = (t.series, t.churn);
     let body = tokio::task::spawn_blocking(move || render(series, &churn, now_ms())).await.unwrap_or_default();

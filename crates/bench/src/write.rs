@@ -118,15 +118,16 @@ pub async fn run(cfg: WriteConfig) -> Result<WriteReport, Error> {
     drop(ack_tx);
 
     let t0 = Instant::now();
-    let scheduled = Arc::new(Mutex::new(0_i64));
-    let progress = tokio::spawn(progress_loop(shared.clone(), scheduled.clone(), t0, cfg.progress));
+    let lag = Arc::new(Mutex::new(0_i64));
+    let progress = tokio::spawn(progress_loop(shared.clone(), lag.clone(), t0, cfg.progress));
     let schedule = async {
         for req in plan.requests() {
             tokio::time::sleep_until((t0 + Duration::from_millis(req.send_at_ms as u64)).into()).await;
-            *scheduled.lock() = req.send_at_ms;
             if senders[(req.block % senders.len() as u64) as usize].send(req).await.is_err() {
                 break;
             }
+            // How late the request reached its sender (a full queue waits).
+            *lag.lock() = t0.elapsed().as_millis() as i64 - req.send_at_ms;
         }
     };
     tokio::select! {
@@ -193,13 +194,13 @@ fn print_summary(r: &WriteReport, ack_log: Option<&std::path::Path>) {
     }
 }
 
-async fn progress_loop(shared: Arc<Mutex<Shared>>, scheduled: Arc<Mutex<i64>>, t0: Instant, every: Duration) {
+async fn progress_loop(shared: Arc<Mutex<Shared>>, lag: Arc<Mutex<i64>>, t0: Instant, every: Duration) {
     let mut tick = tokio::time::interval_at((t0 + every).into(), every);
     let (mut last_acked, mut last_n) = (0, 0);
     loop {
         tick.tick().await;
         let el = t0.elapsed();
-        let behind = el.as_millis() as i64 - *scheduled.lock();
+        let behind = *lag.lock();
         let s = shared.lock();
         let recent = &s.tally.latencies_us[last_n..];
         let mut recent = recent.to_vec();
