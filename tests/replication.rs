@@ -531,3 +531,89 @@ fn partitioned_leader_is_replaced_and_the_partition_heals() {
         acked.len()
     );
 }
+
+/// `pharos admin ...` with `args`; its JSON answer.
+fn admin(args: &[&str]) -> serde_json::Value {
+    let out = pharos().arg("admin").args(args).output().unwrap();
+    assert!(out.status.success(), "pharos admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn voters(st: &serde_json::Value) -> Vec<u64> {
+    st["voters"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+}
+
+/// A dead replica (frozen for good) is replaced by hand: a new ingester
+/// listed with the shard in its own copy of the topology, `pharos admin
+/// add-replica` (a learner that catches up, through a snapshot since the
+/// log was purged, then a voter), then `remove-replica` of the dead one.
+/// Writes go on throughout and no acknowledged sample is lost.
+#[test]
+fn dead_replica_is_replaced_with_admin_commands() {
+    let c = Cluster::start_with(1, tempfile::tempdir().unwrap(), SNAPSHOT_OFTEN);
+    let w = Writer::start(&c.base);
+    w.wait_for(30, 30);
+    let leader = c.leader(0, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replica_status(&c, &leader)["purged_index"].as_u64().unwrap_or(0) < 20 {
+        assert!(Instant::now() < deadline, "the leader never purged its log: {}", c.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dead = ["ingester-0", "ingester-1", "ingester-2"].into_iter().rfind(|id| *id != leader).unwrap().to_string();
+    signal(c.pid(&dead), "STOP");
+
+    // The new ingester, in a copy of the topology that lists it with the shard.
+    let mut topo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("topology.json")).unwrap()).unwrap();
+    let (grpc, http) = (free_addr(), free_addr());
+    topo["shards"][0]["replicas"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "ingester-3", "grpc": grpc, "http": http}));
+    let topo_path = c.dir.path().join("topology-with-ingester-3.json");
+    std::fs::write(&topo_path, topo.to_string()).unwrap();
+    let mut cmd = pharos();
+    cmd.args(["ingester", "--id", "ingester-3", "--topology"])
+        .arg(&topo_path)
+        .arg("--data-dir")
+        .arg(c.data_dir("ingester-3"))
+        .args(SNAPSHOT_OFTEN);
+    let mut new = Proc::start(cmd, &c.dir.path().join("logs").join("ingester-3.log"));
+    wait_ready(&format!("http://{http}/-/ready"), 30, &mut new);
+
+    let via = grpc_of(&c.dir.path().join("topology.json"), &leader).unwrap();
+    let started = Instant::now();
+    let st = admin(&["add-replica", "--via", &via, "--id", "ingester-3", "--grpc", &grpc]);
+    let added = started.elapsed();
+    assert!(voters(&st).contains(&3), "{st}");
+    let st = admin(&["remove-replica", "--via", &via, "--id", &dead]);
+    let dead_n: u64 = dead.strip_prefix("ingester-").unwrap().parse().unwrap();
+    assert_eq!(voters(&st).len(), 3, "{st}");
+    assert!(!voters(&st).contains(&dead_n), "{st}");
+
+    w.wait_for(30, 30);
+    let t0 = w.t0;
+    let (acked, _) = w.finish(Instant::now());
+    check_all_back(&c.base, t0, &acked);
+    // The new replica caught up through a snapshot and applies the log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mine = admin(&["replica-status", "--grpc", &grpc]);
+        let theirs = admin(&["replica-status", "--grpc", &via]);
+        if mine["applied_index"].as_u64() >= theirs["commit_index"].as_u64() && mine["state"] == "follower" {
+            assert!(mine["snapshots_installed"].as_u64() >= Some(1), "{mine}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingester-3 did not catch up: {mine}\n{theirs}\n{}", new.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = client().get(format!("http://{http}/metrics")).send().unwrap().text().unwrap();
+    assert!(metric(&m, "pharos_tsdb_active_series") >= Some(SERIES as f64), "{m}");
+    eprintln!(
+        "{dead} replaced by ingester-3: add-replica (learner catch-up through a snapshot, then voter) took {} ms; {} samples acknowledged",
+        added.as_millis(),
+        acked.len()
+    );
+    // Gone for good, before the supervisor's teardown.
+    signal(c.pid(&dead), "KILL");
+}
