@@ -148,8 +148,4 @@ impl SnapshotDir {
         }
         Ok(())
     }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
