@@ -120,6 +120,8 @@ pub async fn run(cfg: WriteConfig) -> Result<WriteReport, Error> {
     let t0 = Instant::now();
     let lag = Arc::new(Mutex::new(0_i64));
     let progress = tokio::spawn(progress_loop(shared.clone(), lag.clone(), t0, cfg.progress));
+    // The stretch of the plan handed to senders so far.
+    let mut covered_ms = 0_i64;
     let schedule = async {
         for req in plan.requests() {
             tokio::time::sleep_until((t0 + Duration::from_millis(req.send_at_ms as u64)).into()).await;
@@ -128,6 +130,7 @@ pub async fn run(cfg: WriteConfig) -> Result<WriteReport, Error> {
             }
             // How late the request reached its sender (a full queue waits).
             *lag.lock() = t0.elapsed().as_millis() as i64 - req.send_at_ms;
+            covered_ms = covered_ms.max(req.k1 as i64 * plan.interval_ms);
         }
     };
     tokio::select! {
@@ -154,9 +157,9 @@ pub async fn run(cfg: WriteConfig) -> Result<WriteReport, Error> {
         samples_planned: plan.total_samples(),
         samples_sent: s.sent,
         samples_acked: s.acked,
-        // Over the planned length at least: the last interval's requests
-        // go out before the interval ends.
-        samples_per_s: s.acked as f64 / elapsed.max(plan.intervals as f64 * plan.interval_ms as f64 / 1000.0),
+        // Over the stretch of the plan that was sent at least: the last
+        // interval's requests go out before that interval ends.
+        samples_per_s: s.acked as f64 / elapsed.max(covered_ms as f64 / 1000.0),
         latency: s.tally.summary(),
         first_error: s.first_error.clone(),
     };
