@@ -157,9 +157,13 @@ async fn scraper_members_are_the_ready_pods_of_the_statefulset() {
 /// second the targets of one `kubernetes_sd_configs` entry (`sd`, with the
 /// kubeconfig added) through `relabel` (YAML list items).
 fn scrape_k8s(kubeconfig: &std::path::Path, sd: &str, relabel: &str) -> (Scraper, Arc<MemStorage>) {
+    scrape_with(&format!("kubeconfig_file: {}, {sd}", kubeconfig.display()), relabel)
+}
+
+/// As [`scrape_k8s`] with the whole entry (`sd`) given.
+fn scrape_with(sd: &str, relabel: &str) -> (Scraper, Arc<MemStorage>) {
     let config = Config::parse(&format!(
-        "scrape_configs:\n  - job_name: k8s\n    scrape_interval: 1s\n    kubernetes_sd_configs:\n      - {{kubeconfig_file: {}, {sd}}}\n    relabel_configs:\n{relabel}",
-        kubeconfig.display()
+        "scrape_configs:\n  - job_name: k8s\n    scrape_interval: 1s\n    kubernetes_sd_configs:\n      - {{{sd}}}\n    relabel_configs:\n{relabel}"
     ))
     .unwrap();
     let storage = Arc::new(MemStorage::new());
@@ -229,4 +233,31 @@ async fn endpoints_targets_carry_service_and_pod_labels_from_their_watches() {
         assert!(requests.iter().any(|r| r.starts_with(&watched) && r.contains("watch=true")), "{kind}: {requests:?}");
     }
     scraper.stop();
+}
+
+/// `api_server` with `bearer_token_file` (instead of a kubeconfig): every
+/// request to the API server carries the token, read from the file and
+/// trimmed as Prometheus does (a regression: kube sent the newline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_with_a_bearer_token_file() {
+    let port = serve_metrics("127.0.0.2").await;
+    // With a trailing newline (read once, trimmed) and without (given to kube, which re-reads it).
+    for content in ["s3cret\n", "s3cret"] {
+        let kube = FakeKube::start();
+        kube.apply("pods", pod("x", "a", "127.0.0.2", port, true, json!({})));
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, content).unwrap();
+        let sd = format!(
+            "role: pod, api_server: '{}', bearer_token_file: {}, namespaces: {{names: [x]}}",
+            kube.url(),
+            token.display()
+        );
+        let relabel = "      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}\n";
+        let (scraper, storage) = scrape_with(&sd, relabel);
+        wait_for("a scraped", || last(&storage, "k8s_demo", "a") == Some(1.0)).await;
+        let auth = kube.authorizations();
+        assert!(!auth.is_empty() && auth.iter().all(|a| a == "Bearer s3cret"), "{content:?}: {auth:?}");
+        scraper.stop();
+    }
 }

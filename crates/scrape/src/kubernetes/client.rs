@@ -49,15 +49,29 @@ async fn own_namespace_file() -> Option<String> {
 }
 
 /// Puts `basic_auth`, `authorization` and `tls_config` into a kube config.
-/// Bearer credential files are given to kube, which reads them again as
-/// they rotate; other secrets are read now.
+/// A bearer token file is given to kube, which reads it again as it
+/// rotates, unless it has surrounding white space (kube would send it
+/// as is); other secrets are read now, trimmed.
 async fn apply_client(config: &mut kube::Config, client: ClientConfig) -> Result<(), String> {
     let bearer_file = client
         .authorization
         .as_ref()
         .filter(|a| a.kind.as_deref().is_none_or(|k| k.eq_ignore_ascii_case("bearer")))
         .and_then(|a| a.credentials_file.clone());
-    if let Some(file) = bearer_file {
+    // kube re-reads a token file as it rotates, but sends it verbatim; a
+    // file with surrounding white space (Prometheus trims it) is read once.
+    let clean_file = match bearer_file {
+        Some(f) => {
+            let path = f.clone();
+            let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("unable to read bearer token file {}: {e}", f.display()))?;
+            (text == text.trim()).then_some(f)
+        }
+        None => None,
+    };
+    if let Some(file) = clean_file {
         config.auth_info.token_file = Some(file.display().to_string());
     } else if client.basic_auth.is_some() || client.authorization.is_some() {
         let c = client.clone();

@@ -36,6 +36,8 @@ struct State {
     log: Vec<(u64, String, Value, String)>,
     watchers: Vec<Watcher>,
     requests: Vec<String>,
+    /// The `Authorization` header of each request ("" without one).
+    authorizations: Vec<String>,
 }
 
 pub struct FakeKube {
@@ -142,6 +144,11 @@ impl FakeKube {
         self.state.lock().unwrap().watchers.clear();
     }
 
+    /// The `Authorization` header of each request, in order ("" without one).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.state.lock().unwrap().authorizations.clone()
+    }
+
     /// The request lines seen, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -168,6 +175,7 @@ fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>) {
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
+        let mut authorization = String::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -176,9 +184,18 @@ fn serve_conn(conn: TcpStream, state: Arc<Mutex<State>>) {
             if h == "\r\n" || h == "\n" {
                 break;
             }
+            if let Some((name, value)) = h.split_once(':')
+                && name.eq_ignore_ascii_case("authorization")
+            {
+                authorization = value.trim().to_string();
+            }
         }
         let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        state.lock().unwrap().requests.push(target.clone());
+        {
+            let mut st = state.lock().unwrap();
+            st.requests.push(target.clone());
+            st.authorizations.push(authorization);
+        }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (namespace, plural) = match parts.as_slice() {
