@@ -310,3 +310,88 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         blocking(move || open_snapshot(stored)).await.map(Some).map_err(read_snapshot_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+    use pharos_model::{Labels, Matcher, Sample};
+    use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, Storage};
+
+    use super::*;
+
+    fn write(tsdb: &RocksStorage, name: &str, n: i64) {
+        let labels = Labels::from_pairs(&[("__name__", name)]);
+        let samples = (0..n).map(|i| Sample::new(i * 1000, i as f64)).collect();
+        tsdb.append("t", &[SeriesSamples { labels, samples }]).unwrap();
+    }
+
+    fn count(tsdb: &RocksStorage, name: &str) -> usize {
+        let got = tsdb.select("t", &[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap();
+        got.iter().map(|s| s.samples.len()).sum()
+    }
+
+    fn names(root: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// A crash after the received snapshot was unpacked and recorded as
+    /// being restored, before the TSDB held it: the next start finishes
+    /// the restore, records the snapshot as applied and current, and clears
+    /// what the crash left over.
+    #[tokio::test]
+    async fn a_restore_cut_short_by_a_crash_is_finished_at_start() {
+        let d = tempfile::tempdir().unwrap();
+        let src = RocksStorage::open(&d.path().join("src"), RocksOptions::default()).unwrap();
+        write(&src, "wanted", 50);
+        let root = d.path().join("raft").join("snapshots");
+        let db = RaftDb::open(&d.path().join("raft"), false).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        src.checkpoint(&root.join("restore-1")).unwrap();
+        std::fs::write(root.join("incoming-2.part"), b"half a snapshot").unwrap();
+        let last = LogId::new(CommittedLeaderId::new(3, 1), 42);
+        let meta =
+            SnapshotMeta { last_log_id: Some(last), last_membership: Default::default(), snapshot_id: "42-1".into() };
+        let mut b = WriteBatch::default();
+        db.put(&mut b, KEY_RESTORING, &(meta.clone(), "restore-1".to_string())).unwrap();
+        db.write(b, true).unwrap();
+        let dst = Arc::new(RocksStorage::open(&d.path().join("dst"), RocksOptions::default()).unwrap());
+        write(&dst, "stale", 5);
+
+        let mut sm = StateMachine::open(db.clone(), dst.clone(), root.clone(), Default::default()).await.unwrap();
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(last));
+        assert_eq!((count(&dst, "wanted"), count(&dst, "stale")), (50, 0));
+        assert!(db.get::<(SnapshotMeta, String)>(KEY_RESTORING).unwrap().is_none());
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, meta);
+        let left = names(&root);
+        assert!(left.len() == 1 && left[0].starts_with("snap-"), "{left:?}");
+
+        // One more entry applied; a snapshot built now replaces the
+        // restored one, which goes once nothing reads it.
+        let next = LogId::new(CommittedLeaderId::new(3, 1), 43);
+        let more = SeriesSamples {
+            labels: Labels::from_pairs(&[("__name__", "more")]),
+            samples: vec![Sample::new(1000, 1.0)],
+        };
+        let req = crate::Request { writes: vec![crate::Write::new("t", vec![more])] };
+        sm.apply(vec![Entry { log_id: next, payload: EntryPayload::Normal(req) }]).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        let built = builder.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(next));
+        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, built.meta);
+        drop((current, built));
+        // The removal runs on the blocking pool.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while names(&root).len() > 1 {
+            assert!(Instant::now() < deadline, "the replaced snapshot stays: {:?}", names(&root));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let after = names(&root);
+        assert!(after.len() == 1 && after[0] != left[0], "{left:?} then {after:?}");
+    }
+}
