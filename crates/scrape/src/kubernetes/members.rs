@@ -95,3 +95,32 @@ pub async fn watch_members(
     let _ = tokio::time::timeout(first_within, first_rx).await;
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: &str, deleting: bool) -> Pod {
+        let mut v = serde_json::json!({
+            "metadata": {"name": name, "namespace": "mon"},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-27T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn members_are_ready_pods_not_being_deleted_and_always_me() {
+        let pods = [
+            pod("s-2", "True", false),
+            pod("s-1", "False", false),
+            pod("s-3", "True", true),
+            pod("s-0", "True", false),
+        ];
+        assert_eq!(ready_members(&pods, "s-1"), ["s-0", "s-1", "s-2"]);
+        assert_eq!(ready_members(&pods, "s-0"), ["s-0", "s-2"]);
+        assert_eq!(ready_members(&[], "s-0"), ["s-0"]);
+    }
+}
