@@ -1,7 +1,8 @@
 //! The evaluator over 10,000 counter series and 2,000 classic histogram buckets (one
 //! hour at 15 s), from an in-memory store: instant queries at the end of the hour and
 //! range queries over the hour at a 60 s step. Covers the query classes of the
-//! conformance lists: rate, sum by, histogram_quantile, binary ops, topk, subqueries.
+//! conformance lists: rate, sum by, histogram_quantile, binary ops, math functions, topk,
+//! subqueries.
 
 #![allow(clippy::unwrap_used)]
 
@@ -80,6 +81,7 @@ const QUERIES: &[(&str, &str)] = &[
         r#"sum by (instance) (rate(http_requests_total{status=~"5.."}[5m])) / sum by (instance) (rate(http_requests_total[5m]))"#,
     ),
     ("binary_scalar", "http_requests_total * 2 > 100"),
+    ("math_fn", "ln(http_requests_total)"),
     ("topk", "topk(5, rate(http_requests_total[5m]))"),
     ("subquery", "max_over_time(sum by (job) (rate(http_requests_total[1m]))[30m:1m])"),
 ];

@@ -8,7 +8,7 @@ use pharos_model::{Labels, METRIC_NAME};
 
 use crate::Error;
 use crate::ast::{BinOp, Card, VectorMatching};
-use crate::value::{Elem, Val, check_unique, drop_name};
+use crate::value::{Elem, Lbl, Val, check_unique};
 
 pub(crate) fn eval<'d>(
     op: BinOp,
@@ -17,11 +17,12 @@ pub(crate) fn eval<'d>(
     m: &VectorMatching,
     return_bool: bool,
     v3: bool,
+    drop_name: &dyn Fn(Lbl<'d>) -> Lbl<'d>,
 ) -> Result<Val<'d>, Error> {
     let out = match (lhs, rhs) {
         (Val::Scalar(a), Val::Scalar(b)) => return Ok(Val::Scalar(scalar_binop(op, a, b))),
-        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, s, false, return_bool, v3)?,
-        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, s, true, return_bool, v3)?,
+        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, s, false, return_bool, v3, drop_name)?,
+        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, s, true, return_bool, v3, drop_name)?,
         (Val::Vector(l), Val::Vector(r)) => match op {
             BinOp::And => and(l, r, m),
             BinOp::Or => or(l, r, m),
@@ -74,6 +75,7 @@ fn vector_scalar<'d>(
     swap: bool,
     return_bool: bool,
     v3: bool,
+    drop_name: &dyn Fn(Lbl<'d>) -> Lbl<'d>,
 ) -> Result<Vec<Elem<'d>>, Error> {
     if op.is_set() {
         return Err(Error::Execution(format!("set operator not allowed in binary scalar expression: {op:?}")));
@@ -282,6 +284,7 @@ fn unless<'d>(lhs: Vec<Elem<'d>>, rhs: Vec<Elem<'d>>, m: &VectorMatching) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::drop_name;
 
     fn elem(pairs: &[(&str, &str)], v: f64) -> Elem<'static> {
         Elem { labels: Cow::Owned(Labels::from_pairs(pairs)), v }
@@ -300,10 +303,16 @@ mod tests {
     fn one_to_one_drops_name_and_matches_ignoring_name() {
         let l = vec![elem(&[("__name__", "a"), ("x", "1")], 6.0)];
         let r = vec![elem(&[("__name__", "b"), ("x", "1")], 2.0)];
-        let Val::Vector(out) =
-            eval(BinOp::Div, Val::Vector(l), Val::Vector(r), &matching(Card::OneToOne, false, &[], &[]), false, false)
-                .unwrap()
-        else {
+        let Val::Vector(out) = eval(
+            BinOp::Div,
+            Val::Vector(l),
+            Val::Vector(r),
+            &matching(Card::OneToOne, false, &[], &[]),
+            false,
+            false,
+            &drop_name,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(out.len(), 1);
@@ -321,6 +330,7 @@ mod tests {
             &matching(Card::OneToOne, false, &[], &[]),
             false,
             false,
+            &drop_name,
         )
         .unwrap() else {
             panic!()
@@ -328,8 +338,16 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].labels.metric_name(), Some("b"));
         assert!(
-            eval(BinOp::Gtr, Val::Vector(v), Val::Scalar(2.0), &matching(Card::OneToOne, false, &[], &[]), true, false)
-                .is_err(),
+            eval(
+                BinOp::Gtr,
+                Val::Vector(v),
+                Val::Scalar(2.0),
+                &matching(Card::OneToOne, false, &[], &[]),
+                true,
+                false,
+                &drop_name
+            )
+            .is_err(),
             "bool drops names, making the two results collide"
         );
     }
@@ -339,7 +357,8 @@ mod tests {
         let l = vec![elem(&[("x", "1"), ("y", "a")], 1.0), elem(&[("x", "1"), ("y", "b")], 2.0)];
         let r = vec![elem(&[("x", "1"), ("z", "info")], 10.0)];
         let m = matching(Card::ManyToOne, true, &["x"], &["z"]);
-        let Val::Vector(out) = eval(BinOp::Mul, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap() else {
+        let Val::Vector(out) = eval(BinOp::Mul, Val::Vector(l), Val::Vector(r), &m, false, false, &drop_name).unwrap()
+        else {
             panic!()
         };
         assert_eq!(out.len(), 2);
@@ -352,7 +371,7 @@ mod tests {
         let l = vec![elem(&[("x", "1")], 1.0)];
         let r = vec![elem(&[("x", "1"), ("y", "a")], 1.0), elem(&[("x", "1"), ("y", "b")], 1.0)];
         let m = matching(Card::OneToOne, true, &["x"], &[]);
-        let err = eval(BinOp::Add, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap_err();
+        let err = eval(BinOp::Add, Val::Vector(l), Val::Vector(r), &m, false, false, &drop_name).unwrap_err();
         assert!(err.to_string().contains("found duplicate series"), "{err}");
     }
 
@@ -366,13 +385,20 @@ mod tests {
             _ => panic!(),
         };
         assert_eq!(
-            vals(eval(BinOp::And, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false).unwrap()),
+            vals(
+                eval(BinOp::And, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false, &drop_name).unwrap()
+            ),
             vec![2.0]
         );
         assert_eq!(
-            vals(eval(BinOp::Or, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false).unwrap()),
+            vals(
+                eval(BinOp::Or, Val::Vector(l.clone()), Val::Vector(r.clone()), &m, false, false, &drop_name).unwrap()
+            ),
             vec![1.0, 2.0, 30.0]
         );
-        assert_eq!(vals(eval(BinOp::Unless, Val::Vector(l), Val::Vector(r), &m, false, false).unwrap()), vec![1.0]);
+        assert_eq!(
+            vals(eval(BinOp::Unless, Val::Vector(l), Val::Vector(r), &m, false, false, &drop_name).unwrap()),
+            vec![1.0]
+        );
     }
 }

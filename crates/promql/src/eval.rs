@@ -10,13 +10,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Instant;
 
-use pharos_model::{Labels, Sample, Series, is_stale_nan};
+use pharos_model::{Labels, METRIC_NAME, Sample, Series, is_stale_nan};
 use regex::Regex;
 
 use crate::annotations::{Annotation, Annotations};
 use crate::ast::AggOp;
 use crate::ast::{Node, Selector};
-use crate::value::{Elem, RangeElem, Val, check_unique, drop_name};
+use crate::value::{Elem, Lbl, NameDropped, RangeElem, Val, check_unique, drop_name};
 use crate::{Error, Value, VectorSample, aggregate, binary, functions};
 
 pub(crate) struct Evaluator<'d> {
@@ -48,6 +48,8 @@ pub(crate) struct Evaluator<'d> {
     regex_cache: RefCell<HashMap<String, Regex>>,
     /// Warnings and infos collected so far.
     annotations: RefCell<Annotations>,
+    /// Fetched series' label sets without `__name__`, made once per query.
+    names: Option<&'d NameDropped>,
 }
 
 /// Ordered accumulation of points per label set (first-seen order).
@@ -128,6 +130,25 @@ impl<'d> Evaluator<'d> {
             subquery_depth: Cell::new(0),
             regex_cache: RefCell::new(HashMap::new()),
             annotations: RefCell::new(Annotations::default()),
+            names: None,
+        }
+    }
+
+    /// Reuses the name-dropped label sets in `names` (made for this evaluator's data).
+    pub fn with_name_cache(mut self, names: &'d NameDropped) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    /// The label set without `__name__`: for fetched series from the cache, so every
+    /// step borrows the same one.
+    pub(crate) fn drop_name(&self, l: Lbl<'d>) -> Lbl<'d> {
+        match l {
+            Cow::Borrowed(b) if b.get(METRIC_NAME).is_some() => match self.names.and_then(|n| n.get(self.data, b)) {
+                Some(d) => Cow::Borrowed(d),
+                None => drop_name(Cow::Borrowed(b)),
+            },
+            other => drop_name(other),
         }
     }
 
@@ -281,7 +302,7 @@ impl<'d> Evaluator<'d> {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
                 Val::Vector(v) => {
                     let out: Vec<Elem<'d>> =
-                        v.into_iter().map(|e| Elem { labels: drop_name(e.labels), v: -e.v }).collect();
+                        v.into_iter().map(|e| Elem { labels: self.drop_name(e.labels), v: -e.v }).collect();
                     check_unique(&out)?;
                     Ok(Val::Vector(out))
                 }
@@ -293,7 +314,7 @@ impl<'d> Evaluator<'d> {
             Node::Binary { op, lhs, rhs, matching, return_bool } => {
                 let l = self.eval(lhs, t)?;
                 let r = self.eval(rhs, t)?;
-                binary::eval(*op, l, r, matching, *return_bool, self.v3)
+                binary::eval(*op, l, r, matching, *return_bool, self.v3, &|l| self.drop_name(l))
             }
             Node::Aggregate { .. } if self.pushed_result(node).is_some() => {
                 let m = self.pushed_result(node).map(Vec::as_slice).unwrap_or(&[]);
@@ -505,7 +526,8 @@ mod tests {
             }
             data[r.id] = prepare(got, r);
         }
-        let ev = Evaluator::new(&data, 300_000, 1_000_000);
+        let names = NameDropped::new(&data);
+        let ev = Evaluator::new(&data, 300_000, 1_000_000).with_name_cache(&names);
         if start == end { ev.instant(&root, start).unwrap() } else { ev.range(&root, start, end, step).unwrap() }
     }
 
@@ -578,6 +600,8 @@ mod tests {
             "sum_over_time(m[1m:10s] @ 50)",
             "min_over_time(sum_over_time(m[25s:5s] @ 100)[40s:15s])",
             "sum by (x) (m) + on() group_left scalar(count(m))",
+            "-m * 2",
+            "ln(rate(m[30s]))",
         ] {
             let Value::Matrix(m) = eval_at(&s, q, 0, 300_000, 9_000) else { panic!() };
             let mut t = 0;

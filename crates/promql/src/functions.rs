@@ -10,7 +10,7 @@ use crate::annotations::Annotation;
 use crate::ast::Node;
 use crate::eval::Evaluator;
 use crate::range_functions;
-use crate::value::{Elem, Val, check_unique, drop_name, go_max, go_min, valid_label_name};
+use crate::value::{Elem, Val, check_unique, go_max, go_min, valid_label_name};
 use crate::{Error, histogram};
 
 pub(crate) fn exec(msg: impl Into<String>) -> Error {
@@ -34,8 +34,8 @@ fn vector_arg<'d>(ev: &Evaluator<'d>, args: &[Node], i: usize, name: &str, t: i6
 }
 
 /// Applies `f` to every element, dropping the metric name.
-fn map_values<'d>(v: Vec<Elem<'d>>, f: impl Fn(f64) -> f64) -> Result<Val<'d>, Error> {
-    let out: Vec<Elem<'d>> = v.into_iter().map(|e| Elem { labels: drop_name(e.labels), v: f(e.v) }).collect();
+fn map_values<'d>(ev: &Evaluator<'d>, v: Vec<Elem<'d>>, f: impl Fn(f64) -> f64) -> Result<Val<'d>, Error> {
+    let out: Vec<Elem<'d>> = v.into_iter().map(|e| Elem { labels: ev.drop_name(e.labels), v: f(e.v) }).collect();
     check_unique(&out)?;
     Ok(Val::Vector(out))
 }
@@ -87,7 +87,7 @@ pub(crate) fn arg_id(ids: Ids<'_>, i: usize) -> usize {
 
 pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'_>, t: i64) -> Result<Val<'d>, Error> {
     if let Some(f) = simple(name) {
-        return map_values(vector_arg(ev, args, 0, name, t)?, f);
+        return map_values(ev, vector_arg(ev, args, 0, name, t)?, f);
     }
     if range_functions::RANGE_FUNCTIONS.contains(&name) {
         return range_functions::call(ev, name, args, ids, t);
@@ -196,23 +196,23 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'
             if max < min {
                 return Ok(Val::Vector(Vec::new()));
             }
-            map_values(v, |x| go_max(min, go_min(max, x)))
+            map_values(ev, v, |x| go_max(min, go_min(max, x)))
         }
         "clamp_max" => {
             let v = vector_arg(ev, args, 0, name, t)?;
             let max = scalar_arg(ev, args, 1, name, t)?;
-            map_values(v, |x| go_min(max, x))
+            map_values(ev, v, |x| go_min(max, x))
         }
         "clamp_min" => {
             let v = vector_arg(ev, args, 0, name, t)?;
             let min = scalar_arg(ev, args, 1, name, t)?;
-            map_values(v, |x| go_max(min, x))
+            map_values(ev, v, |x| go_max(min, x))
         }
         "round" => {
             let v = vector_arg(ev, args, 0, name, t)?;
             let to_nearest = if args.len() > 1 { scalar_arg(ev, args, 1, name, t)? } else { 1.0 };
             let inv = 1.0 / to_nearest;
-            map_values(v, |x| (x * inv + 0.5).floor() / inv)
+            map_values(ev, v, |x| (x * inv + 0.5).floor() / inv)
         }
         "year" | "month" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" => {
             let f = date_fn(name);
@@ -221,7 +221,7 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'
                 return Ok(Val::Vector(vec![Elem { labels: Cow::Owned(Labels::default()), v }]));
             }
             // Go's int64(float) conversion; NaN and out-of-range values saturate.
-            map_values(vector_arg(ev, args, 0, name, t)?, |x| f(x as i64))
+            map_values(ev, vector_arg(ev, args, 0, name, t)?, |x| f(x as i64))
         }
         // Native histograms are not stored; these see only floats and return nothing.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
@@ -273,13 +273,13 @@ fn timestamp<'d>(ev: &Evaluator<'d>, node: &Node, t: i64) -> Result<Val<'d>, Err
     let out: Vec<Elem<'d>> = match node {
         Node::Vector(sel) => ev
             .vector_selector(sel, t)
-            .map(|(l, s)| Elem { labels: drop_name(Cow::Borrowed(l)), v: s.t as f64 / 1000.0 })
+            .map(|(l, s)| Elem { labels: ev.drop_name(Cow::Borrowed(l)), v: s.t as f64 / 1000.0 })
             .collect(),
         _ => ev
             .eval(node, t)?
             .into_vector()?
             .into_iter()
-            .map(|e| Elem { labels: drop_name(e.labels), v: t as f64 / 1000.0 })
+            .map(|e| Elem { labels: ev.drop_name(e.labels), v: t as f64 / 1000.0 })
             .collect(),
     };
     check_unique(&out)?;

@@ -307,7 +307,9 @@ impl Engine {
         let data = self.fetch(q, &root, &pushed, start, end, deadline).await?;
         stats.prepare_time = prepared.elapsed();
         let evaluating = Instant::now();
+        let names = value::NameDropped::new(&data);
         let ev = eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples)
+            .with_name_cache(&names)
             .with_pushed(&pushed)
             .with_deadline(deadline)
             .with_compat(self.opts.compat);

@@ -12,7 +12,7 @@ use crate::ast::Node;
 use crate::eval::Evaluator;
 use crate::functions::{Ids, absent_labels, arg, arg_id, exec, scalar_arg};
 use crate::histogram::check_quantile;
-use crate::value::{Elem, RangeElem, Val, check_unique, drop_name, kahan_inc};
+use crate::value::{Elem, RangeElem, Val, check_unique, kahan_inc};
 
 pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "rate",
@@ -132,7 +132,7 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'
             other => return Err(exec(format!("function {other:?} is not supported"))),
         };
         if let Some(v) = v {
-            let labels = if keep_name { r.labels } else { drop_name(r.labels) };
+            let labels = if keep_name { r.labels } else { ev.drop_name(r.labels) };
             out.push(Elem { labels, v });
         }
     }

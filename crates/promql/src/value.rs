@@ -4,9 +4,10 @@
 //! operation changes them, so selecting and filtering never copies labels.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashSet;
 
-use pharos_model::{Labels, METRIC_NAME, Sample};
+use pharos_model::{Labels, METRIC_NAME, Sample, Series};
 
 use crate::Error;
 
@@ -76,6 +77,41 @@ impl<'d> Val<'d> {
 /// The label set without `__name__` (borrowed unchanged when there is none).
 pub(crate) fn drop_name(l: Lbl<'_>) -> Lbl<'_> {
     if l.get(METRIC_NAME).is_some() { Cow::Owned(l.without(&[METRIC_NAME])) } else { l }
+}
+
+/// The label sets without `__name__` of the fetched series, each made on first use
+/// and kept for the whole query: `rate`, arithmetic and math functions drop the name
+/// at every step of a range query, and then borrow the same label set each time
+/// (no allocation, and the range result finds its series by address).
+pub(crate) struct NameDropped {
+    cells: Vec<Vec<OnceCell<Labels>>>,
+}
+
+impl NameDropped {
+    /// Empty cells shaped like `data` (per selector, per series).
+    pub fn new(data: &[Vec<Series>]) -> Self {
+        Self { cells: data.iter().map(|v| v.iter().map(|_| OnceCell::new()).collect()).collect() }
+    }
+
+    /// `l` without `__name__`, if `l` is the label set of a series of `data` (the
+    /// data this cache was made for).
+    pub fn get<'d>(&'d self, data: &'d [Vec<Series>], l: &Labels) -> Option<&'d Labels> {
+        let addr = l as *const Labels as usize;
+        let size = std::mem::size_of::<Series>();
+        for (sel, series) in data.iter().enumerate() {
+            let Some(first) = series.first() else { continue };
+            let base = &first.labels as *const Labels as usize;
+            if addr < base || !(addr - base).is_multiple_of(size) {
+                continue;
+            }
+            let i = (addr - base) / size;
+            if series.get(i).is_some_and(|s| std::ptr::eq(&s.labels, l)) {
+                let cell = self.cells.get(sel)?.get(i)?;
+                return Some(cell.get_or_init(|| l.without(&[METRIC_NAME])));
+            }
+        }
+        None
+    }
 }
 
 /// Prometheus's check after functions and operators that rewrite labels.
@@ -189,6 +225,20 @@ mod tests {
         let l = Labels::from_pairs(&[("a", "b")]);
         let v = vec![Elem { labels: Cow::Borrowed(&l), v: 1.0 }, Elem { labels: Cow::Owned(l.clone()), v: 2.0 }];
         assert!(check_unique(&v).is_err());
+    }
+
+    #[test]
+    fn name_dropped_label_sets_are_made_once() {
+        let data = vec![vec![
+            Series::new(Labels::from_pairs(&[("__name__", "a"), ("x", "1")]), vec![]),
+            Series::new(Labels::from_pairs(&[("__name__", "a"), ("x", "2")]), vec![]),
+        ]];
+        let names = NameDropped::new(&data);
+        let first = names.get(&data, &data[0][1].labels).unwrap();
+        assert_eq!(first.to_string(), r#"{x="2"}"#);
+        assert!(std::ptr::eq(first, names.get(&data, &data[0][1].labels).unwrap()));
+        let elsewhere = data[0][1].labels.clone();
+        assert!(names.get(&data, &elsewhere).is_none());
     }
 
     #[test]
