@@ -4,6 +4,7 @@
 //! compared) and synthetic targets served by this test. The series sets,
 //! after relabeling and metric relabeling, must be identical, and every value
 //! must agree, apart from the scrape durations each system measures itself.
+//! Neither attaches the global `external_labels` to what it stores.
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,6 +51,8 @@ fn config(node: &str, synthetic: &[String]) -> String {
         r#"global:
   scrape_interval: 1s
   scrape_timeout: 1s
+  external_labels:
+    cluster: only-for-data-sent-elsewhere
 scrape_configs:
   - job_name: node
     static_configs:

@@ -129,6 +129,8 @@ pub struct ScrapeConfig {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
+    /// `global.external_labels`, validated and kept; as in Prometheus they
+    /// are not attached to scraped series (only to data sent elsewhere).
     pub external_labels: BTreeMap<String, String>,
     pub scrape_configs: Vec<ScrapeConfig>,
 }
@@ -505,7 +507,7 @@ mod example_tests {
         let node = Arc::new(c.scrape_configs[0].clone());
         let mut sd = crate::discovery::FileDiscovery::new(node.file_sd_configs[0].clone());
         assert!(sd.refresh(0));
-        let t = crate::target::targets_from_groups(&node, sd.groups(), &c.external_labels);
+        let t = crate::target::targets_from_groups(&node, sd.groups());
         let labels: Vec<String> = t.iter().map(|t| t.labels.to_string()).collect();
         assert_eq!(
             labels,
@@ -516,7 +518,7 @@ mod example_tests {
         );
         assert!(t[0].discovered_labels.get("__meta_filepath").is_some_and(|f| f.ends_with("nodes.json")));
         let api = Arc::new(c.scrape_configs[1].clone());
-        let t = crate::target::targets_from_groups(&api, &crate::target::static_groups(&api), &c.external_labels);
+        let t = crate::target::targets_from_groups(&api, &crate::target::static_groups(&api));
         assert_eq!(t[0].url, "http://127.0.0.1:8080/internal/metrics?format=prometheus");
     }
 }

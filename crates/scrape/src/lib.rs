@@ -125,7 +125,6 @@ impl Scraper {
         let delivery = delivery::Delivery::start(sink, delivery::DEFAULT_BUDGET);
         let manager = Manager {
             jobs,
-            external: config.external_labels.clone(),
             members,
             me: me.to_string(),
             sink: delivery.clone(),
@@ -237,7 +236,6 @@ impl Job {
 /// Follows service discovery and keeps one scrape loop per owned target.
 struct Manager {
     jobs: Vec<Job>,
-    external: std::collections::BTreeMap<String, String>,
     members: watch::Receiver<Vec<String>>,
     me: String,
     sink: Arc<delivery::Delivery>,
@@ -332,7 +330,6 @@ impl Manager {
     /// dropped jobs stop their watches. Loops are kept or not by [`Self::sync`].
     fn apply_config(&mut self, config: Config) {
         let mut old = std::mem::take(&mut self.jobs);
-        self.external = config.external_labels;
         for j in config.scrape_configs {
             match old.iter().position(|o| *o.config == j) {
                 Some(i) => self.jobs.push(old.swap_remove(i)),
@@ -352,7 +349,7 @@ impl Manager {
         for job in &self.jobs {
             let watched: Vec<TargetGroup> = job.kubernetes.iter().flat_map(KubernetesDiscovery::groups).collect();
             let groups = job.statics.iter().chain(job.files.iter().flat_map(|f| f.groups())).chain(watched.iter());
-            let found = target::discover(&job.config, groups, &self.external);
+            let found = target::discover(&job.config, groups);
             all.extend(found.active);
             dropped.extend(
                 found

@@ -9,7 +9,6 @@
 //! `__meta_*` labels are removed, `instance` defaults to `__address__`, and
 //! the labels a sample gets are those not starting with `__`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pharos_model::{Label, Labels};
@@ -24,8 +23,9 @@ pub struct Target {
     pub job: Arc<ScrapeConfig>,
     pub address: String,
     /// Labels every sample of the target gets: the labels after relabeling
-    /// that do not start with `__` (`job`, `instance`, ...), plus the
-    /// external labels it does not set itself.
+    /// that do not start with `__` (`job`, `instance`, ...). The global
+    /// `external_labels` are not among them: Prometheus attaches those only
+    /// to data it sends elsewhere, never to what it stores and queries.
     pub labels: Labels,
     /// The labels as discovered, before relabeling (`__meta_*` included),
     /// for the targets page.
@@ -152,7 +152,6 @@ impl Target {
         job: &Arc<ScrapeConfig>,
         full: &Labels,
         discovered: Labels,
-        external: &BTreeMap<String, String>,
     ) -> Result<Target, String> {
         let get = |n: &str| full.get(n).unwrap_or("").to_string();
         let address = get("__address__");
@@ -174,13 +173,7 @@ impl Target {
             }
         }
         let url = format!("{}://{}{}{}", get("__scheme__"), address, get("__metrics_path__"), query);
-        let mut labels: Vec<Label> = full.iter().filter(|l| !l.name.starts_with("__")).cloned().collect();
-        for (k, v) in external {
-            if full.get(k).is_none() {
-                labels.push(Label { name: k.clone(), value: v.clone() });
-            }
-        }
-        let labels = Labels::new(labels);
+        let labels = Labels::new(full.iter().filter(|l| !l.name.starts_with("__")).cloned().collect());
         let interval_ms = pharos_model::parse_duration_ms(&get("__scrape_interval__")).map_err(|e| e.to_string())?;
         let timeout_ms = pharos_model::parse_duration_ms(&get("__scrape_timeout__")).map_err(|e| e.to_string())?;
         let mut id = format!("{url}\u{0}{interval_ms}\u{0}{timeout_ms}\u{0}").into_bytes();
@@ -214,13 +207,12 @@ pub struct Discovered {
 pub fn discover<'a>(
     job: &Arc<ScrapeConfig>,
     groups: impl IntoIterator<Item = &'a TargetGroup>,
-    external: &BTreeMap<String, String>,
 ) -> Discovered {
     let mut out = Discovered::default();
     for g in groups {
         for discovered in g.discovered() {
             let made = populate_labels(&discovered, job)
-                .and_then(|full| full.map(|full| Target::new(job, &full, discovered.clone(), external)).transpose());
+                .and_then(|full| full.map(|full| Target::new(job, &full, discovered.clone())).transpose());
             match made {
                 Ok(Some(t)) if !out.active.iter().any(|o| o.key == t.key) => out.active.push(t),
                 Ok(Some(_)) => {}
@@ -238,9 +230,8 @@ pub fn discover<'a>(
 pub fn targets_from_groups<'a>(
     job: &Arc<ScrapeConfig>,
     groups: impl IntoIterator<Item = &'a TargetGroup>,
-    external: &BTreeMap<String, String>,
 ) -> Vec<Target> {
-    discover(job, groups, external).active
+    discover(job, groups).active
 }
 
 /// Every target of the configuration's static configs, in order, without
@@ -249,7 +240,7 @@ pub fn targets(config: &Config) -> Vec<Target> {
     let mut out = Vec::new();
     for job in &config.scrape_configs {
         let job = Arc::new(job.clone());
-        out.extend(targets_from_groups(&job, &static_groups(&job), &config.external_labels));
+        out.extend(targets_from_groups(&job, &static_groups(&job)));
     }
     out
 }
@@ -391,11 +382,10 @@ scrape_configs:
 "#);
         let g =
             group(&["h1", "h2:9", "h3/x"], &[("__meta_keep", "yes"), ("__meta_zone", "z1"), ("__meta_module", "m")]);
-        let ext = BTreeMap::from([("cluster".to_string(), "c".to_string()), ("zone".to_string(), "ext".to_string())]);
-        let t = targets_from_groups(&j, [&g], &ext);
+        let t = targets_from_groups(&j, [&g]);
         assert_eq!(t.len(), 2, "h3/x is not a valid hostname");
         assert_eq!(t[0].address, "h1:80", "a port is added for the scheme");
-        assert_eq!(t[0].labels.to_string(), r#"{cluster="c", instance="h1:80", job="sd", zone="z1"}"#);
+        assert_eq!(t[0].labels.to_string(), r#"{instance="h1:80", job="sd", zone="z1"}"#);
         assert_eq!(t[0].url, "http://h1:80/metrics?module=m&module=b", "__param_ replaces the first value");
         assert_eq!(t[0].interval_ms, 30_000);
         assert_eq!(t[0].discovered_labels.get("__meta_zone"), Some("z1"));
@@ -403,7 +393,7 @@ scrape_configs:
         // keep drops the whole group without __meta_keep=yes; the dropped
         // targets keep their discovered labels.
         let g = group(&["h1"], &[("__meta_keep", "no")]);
-        let d = discover(&j, [&g], &ext);
+        let d = discover(&j, [&g]);
         assert!(d.active.is_empty());
         assert_eq!(d.dropped[0].to_string(), r#"{__address__="h1", __meta_keep="no"}"#);
     }
@@ -421,7 +411,7 @@ scrape_configs:
       - {source_labels: [__meta_path], target_label: __metrics_path__}
 "#);
         let g = group(&["n1:1"], &[("__meta_path", "/m")]);
-        let t = &targets_from_groups(&j, [&g], &BTreeMap::new())[0];
+        let t = &targets_from_groups(&j, [&g])[0];
         assert_eq!(t.url, "http://n1:9100/m");
         assert_eq!(t.labels.to_string(), r#"{instance="n1:1", job="p"}"#);
         assert_eq!(t.interval_ms, 120_000);

@@ -114,7 +114,7 @@ scrape_configs:
         .scrape_configs
         .remove(0),
     );
-    let t = crate::target::targets_from_groups(&job, &[pod_group(&pod)], &BTreeMap::new());
+    let t = crate::target::targets_from_groups(&job, &[pod_group(&pod)]);
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].url, "http://10.244.1.7:9113/metrics");
     assert_eq!(t[0].labels.to_string(), r#"{instance="10.244.1.7:9113", job="pods", pod="shop/web-0"}"#);
