@@ -148,11 +148,7 @@ pub fn populate_labels(discovered: &Labels, job: &ScrapeConfig) -> Result<Option
 
 impl Target {
     /// A target from the labels [`populate_labels`] returned.
-    fn new(
-        job: &Arc<ScrapeConfig>,
-        full: &Labels,
-        discovered: Labels,
-    ) -> Result<Target, String> {
+    fn new(job: &Arc<ScrapeConfig>, full: &Labels, discovered: Labels) -> Result<Target, String> {
         let get = |n: &str| full.get(n).unwrap_or("").to_string();
         let address = get("__address__");
         let mut params = job.params.clone();
@@ -204,10 +200,7 @@ pub struct Discovered {
 
 /// Runs every target of one job's groups through the label pipeline.
 /// Targets that are not valid are logged and left out of both lists.
-pub fn discover<'a>(
-    job: &Arc<ScrapeConfig>,
-    groups: impl IntoIterator<Item = &'a TargetGroup>,
-) -> Discovered {
+pub fn discover<'a>(job: &Arc<ScrapeConfig>, groups: impl IntoIterator<Item = &'a TargetGroup>) -> Discovered {
     let mut out = Discovered::default();
     for g in groups {
         for discovered in g.discovered() {
