@@ -140,11 +140,13 @@ impl<'d> Evaluator<'d> {
         self
     }
 
-    /// The label set without `__name__`: for fetched series from the cache, so every
-    /// step borrows the same one.
+    /// The label set without `__name__`: for fetched series evaluated at several steps
+    /// (range queries, subqueries) from the cache, so every step borrows the same one;
+    /// a single step makes its own (no second copy when the result is returned).
     pub(crate) fn drop_name(&self, l: Lbl<'d>) -> Lbl<'d> {
+        let names = self.names.filter(|_| self.cache_subqueries.get() || self.subquery_depth.get() > 0);
         match l {
-            Cow::Borrowed(b) if b.get(METRIC_NAME).is_some() => match self.names.and_then(|n| n.get(self.data, b)) {
+            Cow::Borrowed(b) if b.get(METRIC_NAME).is_some() => match names.and_then(|n| n.get(self.data, b)) {
                 Some(d) => Cow::Borrowed(d),
                 None => drop_name(Cow::Borrowed(b)),
             },
