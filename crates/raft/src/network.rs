@@ -1,7 +1,9 @@
 //! openraft's network over a byte-carrying [`Transport`].
 //!
 //! Each raft RPC (AppendEntries, Vote, InstallSnapshot chunk) travels as the
-//! bincode encoding of openraft's request; the answer is the bincode encoding
+//! bincode encoding of openraft's request, except a snapshot chunk's bytes,
+//! which follow its bincode'd header raw ([`encode_chunk`]: serde would
+//! carry them one by one, which made snapshots crawl); the answer is the bincode encoding
 //! of `Result<response, error>` (the error is `Fatal` for AppendEntries and
 //! Vote, `RaftError<InstallSnapshotError>` for a snapshot chunk), so a remote
 //! raft error arrives as one.
@@ -54,6 +56,33 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
     bincode::deserialize(b).map_err(|e| Error::Raft(format!("decode: {e}")))
 }
 
+/// A snapshot chunk on the wire: the length of its header (u64, big
+/// endian), the header (the bincode'd request with empty `data`), then the
+/// data as it is.
+pub fn encode_chunk(req: InstallSnapshotRequest<TypeConfig>) -> Result<Vec<u8>, Error> {
+    let InstallSnapshotRequest { vote, meta, offset, data, done } = req;
+    let head = encode(&InstallSnapshotRequest::<TypeConfig> { vote, meta, offset, data: Vec::new(), done })?;
+    let mut out = Vec::with_capacity(8 + head.len() + data.len());
+    out.extend_from_slice(&(head.len() as u64).to_be_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// The request [`encode_chunk`] made `body` of.
+pub fn decode_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, Error> {
+    let bad = || Error::Raft("decode: a truncated snapshot chunk".into());
+    let (len, rest) = body.split_first_chunk::<8>().ok_or_else(bad)?;
+    let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| bad())?;
+    if rest.len() < len {
+        return Err(bad());
+    }
+    let (head, data) = rest.split_at(len);
+    let mut req: InstallSnapshotRequest<TypeConfig> = decode(head)?;
+    req.data = data.to_vec();
+    Ok(req)
+}
+
 /// Serves one raft RPC received from a peer: decodes it, hands it to the
 /// local raft node and encodes its answer.
 pub async fn handle_rpc(raft: &Raft, kind: RpcKind, body: &[u8]) -> Result<Vec<u8>, Error> {
@@ -67,7 +96,7 @@ pub async fn handle_rpc(raft: &Raft, kind: RpcKind, body: &[u8]) -> Result<Vec<u
             encode(&raft.vote(req).await.map_err(fatal))
         }
         RpcKind::InstallSnapshot => {
-            let req: InstallSnapshotRequest<TypeConfig> = decode(body)?;
+            let req = decode_chunk(body)?;
             encode(&raft.install_snapshot(req).await)
         }
     }
@@ -106,16 +135,16 @@ pub struct PeerClient {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    /// Sends `req`; the answer is `Result<Resp, W>` on the wire, and a `W`
-    /// becomes the remote raft error `into`.
-    async fn rpc<Req: Serialize, Resp: DeserializeOwned, W: DeserializeOwned, E: std::error::Error>(
+    /// Sends the request encoded as `body`; the answer is `Result<Resp, W>`
+    /// on the wire, and a `W` becomes the remote raft error `into`.
+    async fn rpc<Resp: DeserializeOwned, W: DeserializeOwned, E: std::error::Error>(
         &self,
         kind: RpcKind,
-        req: &Req,
+        body: Result<Vec<u8>, Error>,
         option: &RPCOption,
         into: impl FnOnce(W) -> RaftError<NodeId, E>,
     ) -> RpcResult<Resp, E> {
-        let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body = body.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer = self.transport.call(self.target, &self.member, kind, body, option.hard_ttl()).await.map_err(
             |e| match e {
                 Error::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
@@ -139,7 +168,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        self.rpc(RpcKind::AppendEntries, &rpc, &option, RaftError::Fatal).await
+        self.rpc(RpcKind::AppendEntries, encode(&rpc), &option, RaftError::Fatal).await
     }
 
     async fn install_snapshot(
@@ -147,7 +176,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.rpc(RpcKind::InstallSnapshot, &rpc, &option, |e: RaftError<NodeId, InstallSnapshotError>| e).await
+        let body = encode_chunk(rpc);
+        self.rpc(RpcKind::InstallSnapshot, body, &option, |e: RaftError<NodeId, InstallSnapshotError>| e).await
     }
 
     async fn vote(
@@ -155,6 +185,39 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
-        self.rpc(RpcKind::Vote, &rpc, &option, RaftError::Fatal).await
+        self.rpc(RpcKind::Vote, encode(&rpc), &option, RaftError::Fatal).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta, Vote};
+
+    use super::*;
+
+    #[test]
+    fn a_snapshot_chunk_round_trips_with_its_bytes_raw() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 77)),
+            last_membership: Default::default(),
+            snapshot_id: "77-1".into(),
+        };
+        let req = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            meta: meta.clone(),
+            offset: 3 << 20,
+            data: data.clone(),
+            done: true,
+        };
+        let body = encode_chunk(req).unwrap();
+        assert_eq!(&body[body.len() - data.len()..], &data[..], "the bytes travel as they are");
+        let back = decode_chunk(&body).unwrap();
+        assert_eq!((back.vote, back.meta, back.offset, back.done), (Vote::new_committed(2, 1), meta, 3 << 20, true));
+        assert_eq!(back.data, data);
+        assert!(decode_chunk(&body[..4]).is_err());
+        assert!(decode_chunk(&body[..20]).is_err());
     }
 }
