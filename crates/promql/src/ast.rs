@@ -270,6 +270,10 @@ impl Lowerer {
 
     /// The offset of the next leading token if it is of kind `kind`.
     fn take(&mut self, kind: Lead) -> usize {
+        // Parentheses the parser dropped (around aggregation parameters) have no node.
+        while kind != Lead::Paren && self.leads.as_slice().first().is_some_and(|l| l.1 == Lead::Paren) {
+            self.leads.next();
+        }
         match self.leads.as_slice().first() {
             Some(&(pos, k)) if k == kind => {
                 self.leads.next();
@@ -282,14 +286,16 @@ impl Lowerer {
         }
     }
 
-    /// Lowers `e`, numbering it and its children in pre-order; returns the node and
-    /// its id.
+    /// Lowers `e`, numbering it and its children in pre-order (parentheses count);
+    /// returns the node and its id.
     fn lower(&mut self, e: &Expr) -> Result<(Node, usize), Error> {
         if let Expr::Paren(p) = e {
-            // Parentheses are no node of their own: the inner node starts at `(`.
-            let pos = self.take(Lead::Paren);
-            let (n, id) = self.lower(&p.expr)?;
-            self.positions[id] = pos;
+            // Parentheses are no node of the tree, but have an id of their own (the
+            // position of `(`) for annotations about the parenthesised argument.
+            let id = self.positions.len();
+            self.positions.push(usize::MAX);
+            self.positions[id] = self.take(Lead::Paren);
+            let (n, _) = self.lower(&p.expr)?;
             return Ok((n, id));
         }
         let id = self.positions.len();

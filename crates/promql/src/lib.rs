@@ -633,6 +633,32 @@ mod tests {
         assert_eq!(m[0].samples.iter().map(|s| s.t).collect::<Vec<_>>(), vec![10_000, 20_000]);
     }
 
+    #[test]
+    fn annotations_name_the_expression_they_are_about() {
+        let e = Engine::default();
+        let warnings = |q: &str| run(e.range(&store(), q, 0, 20_000, 10_000)).unwrap().warnings;
+        let sort = "PromQL warning: sort is ineffective for range queries since results are always ordered by labels";
+        assert_eq!(warnings("sort(up)"), vec![format!("{sort} (1:1)")]);
+        assert_eq!(warnings("(sort(up))"), vec![format!("{sort} (1:2)")]);
+        assert_eq!(warnings("sum(\n  sort(up))"), vec![format!("{sort} (2:3)")]);
+        assert!(run(e.instant(&store(), "sort(up)", 0)).unwrap().warnings.is_empty());
+        let bad = |q: &str| run(e.instant(&store(), q, 20_000)).unwrap().warnings;
+        let le = r#"PromQL warning: bucket label "le" is missing or has a malformed value of "" for metric name "up""#;
+        assert_eq!(bad("histogram_quantile(0.5, up)"), vec![format!("{le} (1:25)")]);
+        assert_eq!(bad("histogram_quantile(0.5, (up))"), vec![format!("{le} (1:25)")]);
+        let q = "PromQL warning: quantile value should be between 0 and 1, got 2";
+        assert_eq!(bad("quantile(1 + 1, up)"), vec![format!("{q} (1:10)")]);
+        // The parser drops parentheses around a parameter; later positions still hold.
+        let w = bad("quantile((2), histogram_quantile(2, up))");
+        assert!(w[0].ends_with("got 2 (1:10)") && w[1].ends_with(r#""up" (1:37)"#), "{w:?}");
+        let infos = run(e.instant(&store(), "rate(down[1m]) + rate(up[1m])", 20_000)).unwrap().infos;
+        assert_eq!(infos.len(), 2, "{infos:?}");
+        assert!(
+            infos[0].ends_with(r#"_bucket: "down" (1:6)"#) && infos[1].ends_with(r#"_bucket: "up" (1:23)"#),
+            "{infos:?}"
+        );
+    }
+
     struct Failing;
     #[async_trait::async_trait]
     impl Queryable for Failing {

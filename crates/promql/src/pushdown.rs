@@ -99,7 +99,13 @@ fn visit<'a>(n: &'a Node, out: &mut Vec<Pushed<'a>>) {
 }
 
 fn pushable(n: &Node) -> Option<Pushed<'_>> {
-    let Node::Aggregate { op, param, expr, grouping, inner, id, .. } = n else { return None };
+    let Node::Aggregate { op, param, expr, grouping, inner, id, param_id } = n else { return None };
+    // A shard numbers the nodes of the expression it is sent from the aggregation's
+    // own id on; a parenthesised parameter (printed without its parentheses) would
+    // shift them.
+    if param.is_some() && *param_id != id + 1 {
+        return None;
+    }
     let mut rewrites = false;
     if !series_local(expr, &mut rewrites) || (rewrites && !names_one_metric(expr)) {
         return None;
