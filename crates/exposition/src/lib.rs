@@ -149,11 +149,48 @@ impl ParseError {
     }
 }
 
+/// One sample as the parser meets it, before its label set is built, so a
+/// scraper that has seen the same series before can reuse what it made of
+/// it instead of building the labels again (see [`parse_each`]).
+pub struct RawSample<'p, 'a> {
+    /// The metric name and label set exactly as written (`name{a="b"}`,
+    /// blanks inside included): the same text always means the same labels.
+    pub series: &'a str,
+    /// The exposed timestamp in milliseconds since the epoch, if any.
+    pub timestamp_ms: Option<i64>,
+    /// The value; NaN is always Prometheus's ordinary NaN, never stale.
+    pub value: f64,
+    raw: &'p [scan::RawLabel<'a>],
+}
+
+impl RawSample<'_, '_> {
+    /// The sample's labels, as [`ParsedSample::labels`].
+    pub fn labels(&self) -> Labels {
+        scan::build_labels(self.raw)
+    }
+}
+
 /// Parses a whole scrape body in the given format.
 pub fn parse(body: &str, format: Format) -> Result<Scrape, ParseError> {
+    let mut samples = Vec::new();
+    let metadata = parse_each(body, format, |s| {
+        samples.push(ParsedSample { labels: s.labels(), timestamp_ms: s.timestamp_ms, value: s.value })
+    })?;
+    Ok(Scrape { samples, metadata })
+}
+
+/// Parses a whole scrape body, handing each sample to `each` as it is
+/// read, and returns the metadata. The body is fully checked: on an error,
+/// `each` may have seen the samples before it, and the whole body is to be
+/// rejected as [`parse`] would.
+pub fn parse_each<'a>(
+    body: &'a str,
+    format: Format,
+    each: impl FnMut(RawSample<'_, 'a>),
+) -> Result<Vec<MetricMeta>, ParseError> {
     match format {
-        Format::PrometheusText => prom::parse(body),
-        Format::OpenMetrics => openmetrics::parse(body),
+        Format::PrometheusText => prom::parse(body, each),
+        Format::OpenMetrics => openmetrics::parse(body, each),
     }
 }
 

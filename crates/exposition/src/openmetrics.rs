@@ -6,20 +6,15 @@ use pharos_model::METRIC_NAME;
 
 use crate::float::parse_float;
 use crate::meta::MetaBuilder;
-use crate::scan::{Cursor, Dialect, MetaKind, RawLabel, build_labels, is_delimiter, label_set, quote, unescape};
-use crate::{MetricType, ParseError, ParsedSample, Scrape};
+use crate::scan::{Cursor, Dialect, MetaKind, RawLabel, check_duplicates, is_delimiter, label_set, quote, unescape};
+use crate::{MetricMeta, MetricType, ParseError, RawSample};
 
 /// What introduces an exemplar after a sample's value or timestamp.
 const EXEMPLAR_START: &str = " # {";
 
-pub(crate) fn parse(src: &str) -> Result<Scrape, ParseError> {
-    let mut p = Parser {
-        cur: Cursor::new(src),
-        samples: Vec::new(),
-        meta: MetaBuilder::default(),
-        scratch: Vec::new(),
-        exemplar: Vec::new(),
-    };
+pub(crate) fn parse<'a>(src: &'a str, each: impl FnMut(RawSample<'_, 'a>)) -> Result<Vec<MetricMeta>, ParseError> {
+    let mut p =
+        Parser { cur: Cursor::new(src), each, meta: MetaBuilder::default(), scratch: Vec::new(), exemplar: Vec::new() };
     loop {
         match p.cur.peek() {
             None => return Err(p.missing_eof()),
@@ -31,12 +26,13 @@ pub(crate) fn parse(src: &str) -> Result<Scrape, ParseError> {
             Some(_) => p.sample()?,
         }
     }
-    Ok(Scrape { samples: p.samples, metadata: p.meta.finish() })
+    Ok(p.meta.finish())
 }
 
-struct Parser<'a> {
+struct Parser<'a, F> {
     cur: Cursor<'a>,
-    samples: Vec<ParsedSample>,
+    /// Called with each sample.
+    each: F,
     meta: MetaBuilder<'a>,
     /// The current sample's labels, reused across samples.
     scratch: Vec<RawLabel<'a>>,
@@ -44,7 +40,7 @@ struct Parser<'a> {
     exemplar: Vec<RawLabel<'a>>,
 }
 
-impl<'a> Parser<'a> {
+impl<'a, F: FnMut(RawSample<'_, 'a>)> Parser<'a, F> {
     fn missing_eof(&self) -> ParseError {
         self.cur.error(self.cur.pos(), "unexpected end of input: data does not end with \"# EOF\"")
     }
@@ -110,6 +106,7 @@ impl<'a> Parser<'a> {
         if has_labels {
             label_set(&mut self.cur, &mut self.scratch, Dialect::OpenMetrics)?;
         }
+        let series = self.cur.since(start);
 
         if !self.cur.eat(b' ') {
             // "foo-bar 1": the name itself is malformed.
@@ -135,8 +132,8 @@ impl<'a> Parser<'a> {
             Some(_) => return Err(self.cur.expected(self.cur.pos(), "end of line")),
         }
 
-        let labels = build_labels(&self.cur, start, &mut self.scratch)?;
-        self.samples.push(ParsedSample { labels, timestamp_ms, value });
+        check_duplicates(&self.cur, start, &mut self.scratch)?;
+        (self.each)(RawSample { series, timestamp_ms, value, raw: &self.scratch });
         Ok(())
     }
 

@@ -6,12 +6,11 @@ use pharos_model::METRIC_NAME;
 
 use crate::float::{NumError, parse_int};
 use crate::meta::MetaBuilder;
-use crate::scan::{Cursor, Dialect, MetaKind, RawLabel, build_labels, label_set, quote, unescape};
-use crate::{MetricType, ParseError, ParsedSample, Scrape};
+use crate::scan::{Cursor, Dialect, MetaKind, RawLabel, check_duplicates, label_set, quote, unescape};
+use crate::{MetricMeta, MetricType, ParseError, RawSample};
 
-pub(crate) fn parse(src: &str) -> Result<Scrape, ParseError> {
-    let mut p =
-        Parser { cur: Cursor::new(src), samples: Vec::new(), meta: MetaBuilder::default(), scratch: Vec::new() };
+pub(crate) fn parse<'a>(src: &'a str, each: impl FnMut(RawSample<'_, 'a>)) -> Result<Vec<MetricMeta>, ParseError> {
+    let mut p = Parser { cur: Cursor::new(src), each, meta: MetaBuilder::default(), scratch: Vec::new() };
     loop {
         p.cur.skip_blanks();
         match p.cur.peek() {
@@ -21,18 +20,19 @@ pub(crate) fn parse(src: &str) -> Result<Scrape, ParseError> {
             Some(_) => p.sample()?,
         }
     }
-    Ok(Scrape { samples: p.samples, metadata: p.meta.finish() })
+    Ok(p.meta.finish())
 }
 
-struct Parser<'a> {
+struct Parser<'a, F> {
     cur: Cursor<'a>,
-    samples: Vec<ParsedSample>,
+    /// Called with each sample.
+    each: F,
     meta: MetaBuilder<'a>,
     /// The current sample's labels, reused across samples.
     scratch: Vec<RawLabel<'a>>,
 }
 
-impl<'a> Parser<'a> {
+impl<'a, F: FnMut(RawSample<'_, 'a>)> Parser<'a, F> {
     /// A line starting with `#`: `# HELP name text`, `# TYPE name type`, or
     /// any other comment, which is skipped.
     fn comment(&mut self) -> Result<(), ParseError> {
@@ -89,8 +89,10 @@ impl<'a> Parser<'a> {
         self.scratch.clear();
         self.scratch.push(RawLabel { name: METRIC_NAME, value: name });
         self.cur.skip_blanks();
+        let mut series = name;
         if self.cur.eat(b'{') {
             label_set(&mut self.cur, &mut self.scratch, Dialect::Text)?;
+            series = self.cur.since(start);
             self.cur.skip_blanks();
         }
 
@@ -108,8 +110,8 @@ impl<'a> Parser<'a> {
         let timestamp_ms = if self.cur.at_eol() { None } else { Some(self.timestamp()?) };
         self.cur.eat(b'\n');
 
-        let labels = build_labels(&self.cur, start, &mut self.scratch)?;
-        self.samples.push(ParsedSample { labels, timestamp_ms, value });
+        check_duplicates(&self.cur, start, &mut self.scratch)?;
+        (self.each)(RawSample { series, timestamp_ms, value, raw: &self.scratch });
         Ok(())
     }
 

@@ -129,6 +129,11 @@ impl<'a> Cursor<'a> {
         self.eat(b'\n');
     }
 
+    /// The input from `from` to the current position.
+    pub(crate) fn since(&self, from: usize) -> &'a str {
+        self.slice(from, self.pos)
+    }
+
     fn slice(&self, from: usize, to: usize) -> &'a str {
         self.src.get(from..to).unwrap_or_default()
     }
@@ -328,24 +333,31 @@ pub(crate) fn unescape(raw: &str, quotes: bool) -> String {
     out
 }
 
-/// Turns scraped labels (the metric name included) into [`Labels`],
-/// rejecting a repeated label name. `pos` locates the sample for errors.
-pub(crate) fn build_labels(cur: &Cursor<'_>, pos: usize, raw: &mut [RawLabel<'_>]) -> Result<Labels, ParseError> {
+/// Rejects a repeated label name among a sample's scraped labels (the
+/// metric name included), sorting them by name. `pos` locates the sample
+/// for errors.
+pub(crate) fn check_duplicates(cur: &Cursor<'_>, pos: usize, raw: &mut [RawLabel<'_>]) -> Result<(), ParseError> {
     raw.sort_unstable_by(|a, b| a.name.cmp(b.name));
     let dup = raw.windows(2).find_map(|w| match w {
         [a, b] if a.name == b.name => Some(a.name),
         _ => None,
     });
-    if let Some(name) = dup {
-        return Err(cur.error(pos, format!("duplicate label name {}", quote(name))));
+    match dup {
+        Some(name) => Err(cur.error(pos, format!("duplicate label name {}", quote(name)))),
+        None => Ok(()),
     }
+}
+
+/// Turns labels that passed [`check_duplicates`] into [`Labels`]: empty
+/// values dropped, escapes resolved.
+pub(crate) fn build_labels(raw: &[RawLabel<'_>]) -> Labels {
     let mut labels = Vec::with_capacity(raw.len());
     labels.extend(
         raw.iter()
             .filter(|l| !l.value.is_empty())
             .map(|l| Label { name: l.name.to_owned(), value: unescape(l.value, true) }),
     );
-    Ok(Labels::new(labels))
+    Labels::new(labels)
 }
 
 #[cfg(test)]
