@@ -4,12 +4,14 @@
 //! target groups (static, and files polled for changes); [`target`] turns
 //! groups into targets through `relabel_configs` ([`relabel`]) with stable
 //! keys (pure); [`samples`] applies `metric_relabel_configs` and the limits
-//! to each scrape (pure). [`Scraper`] keeps one loop per target this scraper
+//! to each scrape (pure), with [`cache`] remembering per target what each
+//! series text became (pure). [`Scraper`] keeps one loop per target this scraper
 //! owns on the scraper [`Ring`](pharos_cluster::Ring), starting and stopping
 //! loops as discovery changes, and hands every scrape (samples, `up`,
 //! `scrape_*` series, staleness markers) to [`delivery`], which queues it
 //! per shard of the [`pharos_cluster::Cluster`].
 
+pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod discovery;

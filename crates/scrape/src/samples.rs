@@ -1,14 +1,15 @@
-//! What one scrape's parsed samples become, as Prometheus 2.42's
+//! What one scrape's body becomes, as Prometheus 2.42's
 //! `scrapeLoop.append`: target labels merged (`honor_labels`),
 //! `metric_relabel_configs` applied, the label and sample limits enforced,
-//! timestamps chosen (`honor_timestamps`). Pure: no I/O, no clock.
+//! timestamps chosen (`honor_timestamps`). A series text met before takes
+//! its label set from the target's [`SeriesCache`] instead. Pure: no I/O,
+//! no clock.
 
-use std::collections::HashSet;
-
-use pharos_exposition::ParsedSample;
+use pharos_exposition::{Format, parse_each};
 use pharos_model::{Labels, METRIC_NAME, Sample};
 use pharos_tsdb::SeriesSamples;
 
+use crate::cache::{Known, SeriesCache};
 use crate::config::ScrapeConfig;
 use crate::relabel;
 use crate::target::sample_labels;
@@ -18,8 +19,6 @@ use crate::target::sample_labels;
 pub struct Processed {
     /// The samples to write; empty when the scrape failed.
     pub series: Vec<SeriesSamples>,
-    /// Label sets that get staleness tracking (no explicit timestamp).
-    pub tracked: HashSet<Labels>,
     /// Samples in the body (`scrape_samples_scraped`).
     pub scraped: usize,
     /// Samples left after metric relabeling
@@ -65,39 +64,70 @@ fn truncate(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
-/// Turns the parsed samples of a scrape at `ts` into what is written.
-pub fn process(samples: Vec<ParsedSample>, target: &Labels, job: &ScrapeConfig, ts: i64) -> Processed {
-    let mut out = Processed { scraped: samples.len(), ..Processed::default() };
-    out.series.reserve(samples.len());
-    for (i, s) in samples.into_iter().enumerate() {
-        let labels = sample_labels(target, &s.labels, job.honor_labels);
-        let Some(labels) = relabel::process(&labels, &job.metric_relabel_configs) else { continue };
-        if labels.metric_name().is_none_or(str::is_empty) {
-            out.error = Some(format!("missing metric name ({METRIC_NAME} label)"));
-            out.scraped = i + 1;
-            break;
+/// What the target labels and metric relabeling make of one scraped label
+/// set: `None` when it is dropped; an error fails the scrape.
+pub fn admit(scraped: &Labels, target: &Labels, job: &ScrapeConfig) -> Result<Option<Labels>, String> {
+    let labels = sample_labels(target, scraped, job.honor_labels);
+    let Some(labels) = relabel::process(&labels, &job.metric_relabel_configs) else { return Ok(None) };
+    if labels.metric_name().is_none_or(str::is_empty) {
+        return Err(format!("missing metric name ({METRIC_NAME} label)"));
+    }
+    check_label_limits(&labels, job)?;
+    Ok(Some(labels))
+}
+
+/// Turns the body of a scrape at `ts` into what is written, noting in
+/// `cache` (between its `begin` and `finish`) which series it writes.
+pub fn process(
+    body: &str,
+    format: Format,
+    target: &Labels,
+    job: &ScrapeConfig,
+    ts: i64,
+    cache: &mut SeriesCache,
+) -> Processed {
+    let mut out = Processed::default();
+    // The first sample that failed the scrape: the rest are only counted.
+    let mut failed_at = None;
+    let parsed = parse_each(body, format, |s| {
+        out.scraped += 1;
+        if failed_at.is_some() {
+            return;
         }
-        if let Err(e) = check_label_limits(&labels, job) {
-            out.error = Some(e);
-            out.scraped = i + 1;
-            break;
-        }
-        out.post_relabel += 1;
-        let t = match s.timestamp_ms {
-            Some(explicit) if job.honor_timestamps => explicit,
-            _ => {
-                out.tracked.insert(labels.clone());
-                ts
-            }
+        let id = match cache.lookup(s.series) {
+            Some(Known::Dropped) => return,
+            Some(Known::Series(id)) => id,
+            None => match admit(&s.labels(), target, job) {
+                Ok(None) => return cache.insert_dropped(s.series),
+                Ok(Some(labels)) => cache.insert(s.series, labels),
+                Err(e) => {
+                    out.error = Some(e);
+                    failed_at = Some(out.scraped);
+                    return;
+                }
+            },
         };
-        out.series.push(SeriesSamples { labels, samples: vec![Sample::new(t, s.value)] });
+        let Some(labels) = cache.labels(id) else { return };
+        out.post_relabel += 1;
+        // Only samples without an explicit timestamp get staleness tracking.
+        let (t, tracked) = match s.timestamp_ms {
+            Some(explicit) if job.honor_timestamps => (explicit, false),
+            _ => (ts, true),
+        };
+        out.series.push(SeriesSamples { labels: labels.clone(), samples: vec![Sample::new(t, s.value)] });
+        cache.write(id, tracked);
+    });
+    if let Err(e) = parsed {
+        return Processed { error: Some(e.to_string()), ..Processed::default() };
+    }
+    if let Some(n) = failed_at {
+        out.scraped = n;
     }
     if out.error.is_none() && job.sample_limit > 0 && out.post_relabel as u64 > job.sample_limit {
         out.error = Some("sample limit exceeded".into());
     }
     if out.error.is_some() {
         out.series.clear();
-        out.tracked.clear();
     }
     out
 }
@@ -106,15 +136,30 @@ pub fn process(samples: Vec<ParsedSample>, target: &Labels, job: &ScrapeConfig, 
 mod tests {
     use super::*;
     use crate::config::Config;
-    use pharos_exposition::{Format, parse};
 
     fn job(extra: &str) -> ScrapeConfig {
         Config::parse(&format!("scrape_configs: [{{job_name: j{extra}}}]")).unwrap().scrape_configs.remove(0)
     }
 
-    fn run(body: &str, job: &ScrapeConfig) -> Processed {
+    fn scrape(body: &str, job: &ScrapeConfig, cache: &mut SeriesCache) -> Processed {
         let target = Labels::from_pairs(&[("job", "j"), ("instance", "i:1")]);
-        process(parse(body, Format::PrometheusText).unwrap().samples, &target, job, 1_000)
+        cache.begin();
+        let p = process(body, Format::PrometheusText, &target, job, 1_000, cache);
+        cache.finish(p.error.is_none());
+        p
+    }
+
+    fn run(body: &str, job: &ScrapeConfig) -> Processed {
+        scrape(body, job, &mut SeriesCache::default())
+    }
+
+    /// How many series of `body` get staleness tracking: the markers an
+    /// empty scrape after it writes.
+    fn tracked(body: &str, job: &ScrapeConfig) -> usize {
+        let mut cache = SeriesCache::default();
+        scrape(body, job, &mut cache);
+        cache.begin();
+        cache.finish(true).1.len()
     }
 
     const BODY: &str = "a 1\nb{x=\"1\"} 2 500\ngo_gc 3\n";
@@ -137,17 +182,30 @@ mod tests {
     fn timestamps_and_staleness_tracking() {
         let p = run(BODY, &job(""));
         assert_eq!(p.series[1].samples[0].t, 500);
-        assert_eq!(p.tracked.len(), 2, "the sample with a timestamp is not tracked");
+        assert_eq!(tracked(BODY, &job("")), 2, "the sample with a timestamp is not tracked");
         let p = run(BODY, &job(", honor_timestamps: false"));
         assert_eq!(p.series[1].samples[0].t, 1_000);
-        assert_eq!(p.tracked.len(), 3);
+        assert_eq!(tracked(BODY, &job(", honor_timestamps: false")), 3);
+    }
+
+    #[test]
+    fn a_scrape_from_the_cache_writes_the_same() {
+        let j = job(", metric_relabel_configs: [{source_labels: [__name__], regex: 'go_.*', action: drop}]");
+        let mut cache = SeriesCache::default();
+        let first = scrape(BODY, &j, &mut cache);
+        let second = scrape(BODY, &j, &mut cache);
+        assert_eq!(first.series, second.series);
+        assert_eq!((second.scraped, second.post_relabel, second.error), (3, 2, None));
+        // A new text for a known series is the same series.
+        let third = scrape("b{x=\"1\",} 2 500\n", &j, &mut cache);
+        assert_eq!(third.series[0].labels, first.series[1].labels);
     }
 
     #[test]
     fn sample_limit_fails_the_whole_scrape() {
         let p = run(BODY, &job(", sample_limit: 2"));
         assert_eq!(p.error.as_deref(), Some("sample limit exceeded"));
-        assert!(p.series.is_empty() && p.tracked.is_empty());
+        assert!(p.series.is_empty());
         assert_eq!((p.scraped, p.post_relabel), (3, 3));
         // The limit counts samples after metric relabeling.
         let j = job(", sample_limit: 2, metric_relabel_configs: [{source_labels: [__name__], regex: a, action: drop}]");

@@ -1,16 +1,16 @@
 //! The loop that scrapes one target at its slot, every interval.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::delivery::Delivery;
-use pharos_exposition::{Format, parse};
+use pharos_exposition::Format;
 use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, stale_nan};
 use pharos_tsdb::SeriesSamples;
 use tokio::sync::watch;
 
+use crate::cache::SeriesCache;
 use crate::samples::{self, Processed};
 use crate::target::{Target, next_slot_delay};
 use crate::{ScrapeStats, SharedHealth, TargetHealth};
@@ -63,8 +63,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     mut end: watch::Receiver<End>,
 ) {
-    let mut previous: HashSet<Labels> = HashSet::new();
-    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut state = State::default();
     loop {
         let now = now_ms();
         let slot = now + next_slot_delay(t.key, t.interval_ms, now);
@@ -77,8 +76,10 @@ pub async fn run(
                     return;
                 }
                 let ts = now_ms();
-                let mut batch: Vec<SeriesSamples> = previous
-                    .drain()
+                let mut batch: Vec<SeriesSamples> = state
+                    .cache
+                    .take_previous()
+                    .into_iter()
                     .chain(REPORT_SERIES.iter().map(|n| report_labels(&t, n)))
                     .map(|labels| SeriesSamples { labels, samples: vec![Sample::new(ts, stale_nan())] })
                     .collect();
@@ -92,8 +93,10 @@ pub async fn run(
         }
         let ts = slot;
         let started = Instant::now();
-        let result =
-            scrape(&t, &client, ts).await.unwrap_or_else(|e| Processed { error: Some(e), ..Processed::default() });
+        state.cache.begin();
+        let result = scrape(&t, &client, ts, &mut state)
+            .await
+            .unwrap_or_else(|e| Processed { error: Some(e), ..Processed::default() });
         let duration = started.elapsed().as_secs_f64();
         stats.scrapes.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = &result.error {
@@ -106,14 +109,10 @@ pub async fn run(
             last_error: result.error.clone().unwrap_or_default(),
         };
         let ok = result.error.is_none();
-        let Processed { series: mut batch, tracked, scraped, post_relabel, .. } = result;
-        let now_seen: HashSet<Labels> = batch.iter().map(|s| s.labels.clone()).collect();
-        let added = now_seen.difference(&seen).count();
-        if ok {
-            seen = now_seen;
-        }
-        for gone in previous.difference(&tracked) {
-            batch.push(SeriesSamples { labels: gone.clone(), samples: vec![Sample::new(ts, stale_nan())] });
+        let Processed { series: mut batch, scraped, post_relabel, .. } = result;
+        let (added, gone) = state.cache.finish(ok);
+        for labels in gone {
+            batch.push(SeriesSamples { labels, samples: vec![Sample::new(ts, stale_nan())] });
         }
         for (name, v) in REPORT_SERIES.iter().zip([
             if ok { 1.0 } else { 0.0 },
@@ -125,12 +124,25 @@ pub async fn run(
             batch.push(SeriesSamples { labels: report_labels(&t, name), samples: vec![Sample::new(ts, v)] });
         }
         stats.samples.fetch_add(scraped as u64, Ordering::Relaxed);
-        previous = tracked;
         sink.send(DEFAULT_TENANT, batch);
     }
 }
 
-async fn scrape(t: &Target, client: &Result<reqwest::Client, String>, ts: i64) -> Result<Processed, String> {
+/// What a loop keeps across scrapes: the series cache and the body buffer.
+#[derive(Default)]
+struct State {
+    cache: SeriesCache,
+    body: Vec<u8>,
+}
+
+/// Fetches and processes one scrape, between `state.cache`'s `begin` and
+/// `finish`.
+async fn scrape(
+    t: &Target,
+    client: &Result<reqwest::Client, String>,
+    ts: i64,
+    state: &mut State,
+) -> Result<Processed, String> {
     let client = client.as_ref().map_err(Clone::clone)?;
     let mut req = client
         .get(&t.url)
@@ -154,20 +166,31 @@ async fn scrape(t: &Target, client: &Result<reqwest::Client, String>, ts: i64) -
     let format = Format::from_content_type(resp.headers().get("content-type").and_then(|v| v.to_str().ok()));
     let limit = t.job.body_size_limit;
     let mut resp = resp;
-    let mut bytes = Vec::new();
+    let mut bytes = std::mem::take(&mut state.body);
+    bytes.clear();
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         bytes.extend_from_slice(&chunk);
         if limit > 0 && bytes.len() as u64 > limit {
+            state.body = bytes;
             return Err("body size limit exceeded".into());
         }
     }
-    let body = String::from_utf8_lossy(&bytes).into_owned();
+    // Processing is CPU work: on the blocking pool, with the cache and the
+    // buffer moved there and back.
     let target_labels = t.labels.clone();
     let job = t.job.clone();
-    tokio::task::spawn_blocking(move || {
-        let parsed = parse(&body, format).map_err(|e| e.to_string())?;
-        Ok(samples::process(parsed.samples, &target_labels, &job, ts))
+    let mut cache = std::mem::take(&mut state.cache);
+    let (processed, cache, bytes) = tokio::task::spawn_blocking(move || {
+        let body = match String::from_utf8(bytes) {
+            Ok(body) => body,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let processed = samples::process(&body, format, &target_labels, &job, ts, &mut cache);
+        (processed, cache, body.into_bytes())
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    state.cache = cache;
+    state.body = bytes;
+    Ok(processed)
 }
