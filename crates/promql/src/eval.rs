@@ -164,10 +164,11 @@ impl<'d> Evaluator<'d> {
         self.annotations.take()
     }
 
-    /// Whether the query is a range query over more than one step.
+    /// Whether the current evaluation spans more than one step: a range query, or
+    /// (as Prometheus evaluates them) a subquery.
     pub(crate) fn is_range_query(&self) -> bool {
         let (start, end, _) = self.query.get();
-        start != end
+        start != end || self.subquery_depth.get() > 0
     }
 
     /// A compiled, fully anchored regex (cached for the query's lifetime).

@@ -642,6 +642,8 @@ mod tests {
         assert_eq!(warnings("(sort(up))"), vec![format!("{sort} (1:2)")]);
         assert_eq!(warnings("sum(\n  sort(up))"), vec![format!("{sort} (2:3)")]);
         assert!(run(e.instant(&store(), "sort(up)", 0)).unwrap().warnings.is_empty());
+        let sub = run(e.instant(&store(), "count_over_time(sort(up)[20s:10s])", 20_000)).unwrap().warnings;
+        assert_eq!(sub, vec![format!("{sort} (1:17)")]);
         let bad = |q: &str| run(e.instant(&store(), q, 20_000)).unwrap().warnings;
         let le = r#"PromQL warning: bucket label "le" is missing or has a malformed value of "" for metric name "up""#;
         assert_eq!(bad("histogram_quantile(0.5, up)"), vec![format!("{le} (1:25)")]);
