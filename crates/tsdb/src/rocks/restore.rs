@@ -2,10 +2,13 @@
 //! snapshot of a replicated shard is made of (see `pharos-raft`).
 //!
 //! [`RocksStorage::checkpoint`] is a RocksDB checkpoint (hard links to the
-//! table files plus what the memtables held) of every column family,
-//! taken under the head lock so no append is halfway through its two
-//! write batches. It includes the engine's own write-ahead log, so it holds
-//! every sample the engine acknowledged, flushed or not.
+//! table files plus what the memtables held) of every column family. It
+//! holds a prefix of the engine's write batches, and it includes the
+//! engine's own write-ahead log, so it holds every sample appended before
+//! it, flushed or not. It needs no lock: an append's first batch (series,
+//! postings, log record) makes the samples recoverable, and its second
+//! (chunks cut full) only writes what replaying the log rebuilds anyway;
+//! so queries and appends go on while the memtables are flushed for it.
 //!
 //! [`RocksStorage::restore_from_checkpoint`] replaces this engine's data
 //! with a checkpoint's: under the head lock it empties every column family,
@@ -29,9 +32,9 @@ const RESTORE_BATCH_BYTES: usize = 4 << 20;
 impl RocksStorage {
     /// Writes a consistent checkpoint of the whole database to `dir`, which
     /// must not exist yet (its parent must). On the same filesystem the
-    /// table files are hard links, so this is cheap whatever the size.
+    /// table files are hard links, so this costs a memtable flush, not a
+    /// copy, whatever the size.
     pub fn checkpoint(&self, dir: &Path) -> Result<(), Error> {
-        let _head = self.head.lock();
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())
     }
