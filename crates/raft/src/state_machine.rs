@@ -74,7 +74,7 @@ impl StateMachine {
         stats: Arc<SnapshotStats>,
     ) -> Result<Self, Error> {
         let (db2, tsdb2) = (db.clone(), tsdb.clone());
-        let snapshots = blocking(move || {
+        let (snapshots, applied, membership) = blocking(move || {
             let snapshots = SnapshotDir::open(&snapshot_root, db2.clone())?;
             let restoring = db2.get::<(SnapshotMeta, String)>(KEY_RESTORING)?;
             let keep = restoring.as_ref().map(|(_, name)| snapshot_root.join(name));
@@ -83,11 +83,11 @@ impl StateMachine {
                 tracing::info!(snapshot = %meta.snapshot_id, "finishing a snapshot restore interrupted by a restart");
                 finish_restore(&db2, &*tsdb2, &snapshots, meta, &dir)?;
             }
-            Ok(snapshots)
+            let applied = db2.get::<Option<LogId>>(KEY_APPLIED)?.flatten();
+            let membership = db2.get::<StoredMembership>(KEY_MEMBERSHIP)?.unwrap_or_default();
+            Ok((snapshots, applied, membership))
         })
         .await?;
-        let applied = db.get::<Option<LogId>>(KEY_APPLIED)?.flatten();
-        let membership = db.get::<StoredMembership>(KEY_MEMBERSHIP)?.unwrap_or_default();
         Ok(Self { db, tsdb, snapshots: Arc::new(snapshots), stats, applied, membership, receiving: None })
     }
 }
