@@ -41,6 +41,18 @@ fn two_shard_cluster_routes_writes_and_reads_every_shard() {
     assert_eq!(result(&v).len(), 200);
     let (_, v) = get_json(&format!("{base}/api/v1/series?match[]=spread"));
     assert_eq!(v["data"].as_array().unwrap().len(), 200);
+    // Annotations of an aggregation pushed down to both shards (over gRPC) reach the
+    // client through the gateway, with the position in the query as sent.
+    let (status, v) = query(&base, "sum(rate(spread[1m]))", Some((t0 + 15_000) as f64 / 1000.0));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["infos"],
+        serde_json::json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"spread\" (1:10)"
+        ]),
+        "{v}"
+    );
+    assert!(v.get("warnings").is_none(), "{v}");
     for ing in &procs[..2] {
         let m = client().get(format!("{}/metrics", ing["http"].as_str().unwrap())).send().unwrap().text().unwrap();
         let line = m.lines().find(|l| l.starts_with("pharos_tsdb_active_series ")).unwrap();
