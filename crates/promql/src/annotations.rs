@@ -12,6 +12,8 @@
 //! Like Prometheus, annotations are deduplicated by text (the first position wins),
 //! except that forced-monotonicity infos of `histogram_quantile` merge their details.
 
+use std::collections::HashMap;
+
 use pharos_model::civil_from_days;
 
 /// Warning or info (`PromQL warning: ...`, `PromQL info: ...`).
@@ -48,6 +50,8 @@ pub struct Annotation {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
     items: Vec<Annotation>,
+    /// Position in `items` by kind and text.
+    index: HashMap<(AnnotationKind, String), usize>,
 }
 
 const WARN: &str = "PromQL warning";
@@ -136,7 +140,8 @@ impl Annotations {
     /// Adds `a` unless one with the same kind and text is present; forced-monotonicity
     /// details merge into the present one.
     pub fn add(&mut self, a: Annotation) {
-        let Some(old) = self.items.iter_mut().find(|x| x.kind == a.kind && x.text == a.text) else {
+        let Some(old) = self.index.get(&(a.kind, a.text.clone())).and_then(|&i| self.items.get_mut(i)) else {
+            self.index.insert((a.kind, a.text.clone()), self.items.len());
             self.items.push(a);
             return;
         };

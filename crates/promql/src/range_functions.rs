@@ -144,8 +144,14 @@ pub(crate) fn call<'d>(ev: &Evaluator<'d>, name: &str, args: &[Node], ids: Ids<'
 /// end like a counter's.
 fn check_counter_names(ev: &Evaluator<'_>, m: &[RangeElem<'_>], node: usize) {
     const COUNTER_SUFFIXES: [&str; 4] = ["_total", "_sum", "_count", "_bucket"];
+    let mut last = None;
     for r in m {
         let name = r.labels.get(METRIC_NAME).unwrap_or("");
+        // Series of one metric come together: annotate each name once per step.
+        if last == Some(name) {
+            continue;
+        }
+        last = Some(name);
         if !name.is_empty() && !r.samples.is_empty() && !COUNTER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             ev.annotate(Annotation::possible_non_counter(name, node));
         }
