@@ -3,7 +3,8 @@
 //!
 //! The evaluator collects them in an [`Annotations`] set while it runs (no global
 //! state). Each one points at the expression that caused it by *node id*: the
-//! pre-order number of the node in the lowered tree (see `ast::lower_with_positions`).
+//! pre-order number of the node in the lowered tree, parentheses counted (see
+//! `ast::lower_with_positions`).
 //! Node ids, not byte offsets, so that a shard evaluating a pushed-down aggregation
 //! can report annotations the querier maps into its own tree (the aggregation's
 //! subtree has the same shape on both sides). [`Annotations::render`] turns them into

@@ -9,7 +9,8 @@
 //!
 //! Lowering walks the AST in source order and takes the next leading token for every
 //! node that has one (binary expressions, subqueries and range selectors start where
-//! their first operand starts). A node whose expected kind does not match the next
+//! their first operand starts). `(` leads the parser dropped (around aggregation
+//! parameters) are skipped; otherwise a node whose expected kind does not match the next
 //! token stops the stream, and later nodes get no position rather than a wrong one.
 
 /// What kind of node a leading token starts.
