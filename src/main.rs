@@ -133,7 +133,8 @@ pub struct ClusterUpArgs {
     #[arg(long, default_value_t = 1)]
     pub shards: u32,
     /// Replicas per shard; with more than one each shard is a raft group.
-    #[arg(long, default_value_t = 1)]
+    /// 1 gives unreplicated shards.
+    #[arg(long, default_value_t = 3)]
     pub replication_factor: u32,
     #[arg(long, default_value_t = 1)]
     pub scrapers: u32,

@@ -14,7 +14,16 @@ fn two_shard_cluster_routes_writes_and_reads_every_shard() {
     let addr = free_addr();
     let base = format!("http://{addr}");
     let mut cmd = pharos();
-    cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args(["--shards", "2", "--queriers", "2", "--listen", &addr]);
+    cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args([
+        "--shards",
+        "2",
+        "--replication-factor",
+        "1",
+        "--queriers",
+        "2",
+        "--listen",
+        &addr,
+    ]);
     let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
 
     let cj = wait_cluster_json(dir.path(), &mut sup, 90);

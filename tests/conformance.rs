@@ -100,7 +100,14 @@ fn selectors_match_prometheus_in_both_modes() {
     let addr = free_addr();
     let cdir = dir.path().join("cluster");
     let mut cmd = pharos();
-    cmd.args(["cluster", "up", "--dir"]).arg(&cdir).args(["--shards", "2", "--listen", &addr]);
+    cmd.args(["cluster", "up", "--dir"]).arg(&cdir).args([
+        "--shards",
+        "2",
+        "--replication-factor",
+        "1",
+        "--listen",
+        &addr,
+    ]);
     let mut sup = Proc::start(cmd, &dir.path().join("cluster.log"));
     let deadline = Instant::now() + Duration::from_secs(90);
     while !cdir.join("cluster.json").exists() {

@@ -31,6 +31,8 @@ fn write_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {
 fn start_cluster(dir: &Path, config: &Path, scrapers: u32, addr: &str) -> (Proc, serde_json::Value) {
     let mut cmd = pharos();
     cmd.args(["cluster", "up", "--dir"]).arg(dir).arg("--config").arg(config).args([
+        "--replication-factor",
+        "1",
         "--scrapers",
         &scrapers.to_string(),
         "--listen",
