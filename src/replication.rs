@@ -69,14 +69,22 @@ pub async fn start_replica(
     let mut opts = ReplicaOptions::new(id, member, data_dir.join("raft"));
     opts.snapshot_every = raft.raft_snapshot_every;
     opts.log_keep = raft.raft_log_keep;
-    let mut routes = HashMap::new();
+    // The topology, not the membership stored in the raft log, says where a
+    // peer listens now: `cluster up` picks new ports on every start, so the
+    // addresses in the log are those of the first start. A peer that is not
+    // in the topology (added with `pharos admin`) is reached at its member
+    // address.
+    let mut routes: HashMap<u64, String> =
+        members.iter().filter(|(n, _)| **n != id).map(|(n, m)| (*n, m.grpc.clone())).collect();
+    let mut given = HashMap::new();
     for (peer, addr) in shard.replicas.iter().filter(|r| r.id == me).flat_map(|r| &r.raft_routes) {
         let n = node_id(peer).with_context(|| format!("raft route to {peer:?}: not ingester-N"))?;
-        routes.insert(n, addr.clone());
+        given.insert(n, addr.clone());
     }
-    if !routes.is_empty() {
-        tracing::info!(?routes, "raft RPCs to these peers go to the routes given, not their grpc addresses");
+    if !given.is_empty() {
+        tracing::info!(routes = ?given, "raft RPCs to these peers go to the routes given, not their grpc addresses");
     }
+    routes.extend(given);
     let replica = Replica::start(opts, tsdb, pharos_cluster::GrpcTransport::with_routes(routes))
         .await
         .with_context(|| format!("cannot start the raft replica in {}", data_dir.join("raft").display()))?;
