@@ -17,7 +17,8 @@
 # x series per target) over the measured window, which starts once every
 # target has been scraped. Installs `prometheus` and `victoria-metrics`
 # (Debian) if missing; builds the release binary into CARGO_TARGET_DIR
-# (default $HOME/.cache/pharos/target-release) unless PHAROS_BIN names one.
+# (default $HOME/.cache/pharos/target-release) unless PHAROS_BIN names one
+# (then PHAROS_LABEL names its commit in the table).
 set -euo pipefail
 targets=50 per_target=1000 interval=1s duration=60 only=pharos,vmagent,prometheus
 while [ $# -gt 0 ]; do
@@ -56,9 +57,7 @@ pharos=$PHAROS_BIN
 work=$(mktemp -d)
 roots=()
 cleanup() {
-  for p in "${roots[@]}"; do
-    for q in $(tree_pids "$p"); do kill -9 "$q" 2>/dev/null || true; done
-  done
+  for p in "${roots[@]}"; do kill -0 "$p" 2>/dev/null && stop "$p"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -132,7 +131,7 @@ start_prometheus() {
 }
 label_of() {
   case "$1" in
-    pharos) echo "pharos scraper ($(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown))" ;;
+    pharos) echo "pharos scraper (${PHAROS_LABEL:-$(cd "$root" && git rev-parse --short HEAD 2>/dev/null)})" ;;
     vmagent) echo "vmagent $(dpkg-query -W -f '${Version}' victoria-metrics 2>/dev/null | sed 's/[+~].*//')" ;;
     prometheus) echo "prometheus $(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([^ +~]*\).*/\1/p') (agent mode)" ;;
   esac

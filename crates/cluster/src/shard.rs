@@ -20,6 +20,12 @@ use crate::{Error, MAX_MESSAGE_BYTES};
 #[async_trait]
 pub trait Shard: Send + Sync {
     async fn append(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Result<AppendResult, Error>;
+    /// [`Self::append`] of a batch the caller keeps (to retry it): a shard
+    /// that only reads the batch (a remote one converts it to protobuf)
+    /// saves the caller a copy.
+    async fn append_borrowed(&self, tenant: &str, batch: &[SeriesSamples]) -> Result<AppendResult, Error> {
+        self.append(tenant, batch.to_vec()).await
+    }
     async fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
     async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error>;
     /// Label names (`name` = None) or the values of one label.
@@ -236,13 +242,18 @@ fn reason_from_str(s: &str) -> RejectReason {
 #[async_trait]
 impl Shard for RemoteShard {
     async fn append(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Result<AppendResult, Error> {
-        let req = pb::WriteRequest {
-            tenant: tenant.to_string(),
-            series: batch.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
-        };
+        self.append_borrowed(tenant, &batch).await
+    }
+
+    async fn append_borrowed(&self, tenant: &str, batch: &[SeriesSamples]) -> Result<AppendResult, Error> {
+        // Each attempt converts the batch afresh: a first attempt that
+        // succeeds copies the labels once, not twice (convert, then clone).
         let resp = self
             .call(|mut c| {
-                let req = req.clone();
+                let req = pb::WriteRequest {
+                    tenant: tenant.to_string(),
+                    series: batch.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
+                };
                 async move { c.write(req).await.map(|r| r.into_inner()) }
             })
             .await?;

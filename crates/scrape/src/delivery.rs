@@ -123,7 +123,7 @@ async fn run(shard: Arc<dyn Shard>, q: Arc<Queue>, stats: Arc<DeliveryStats>) {
             continue;
         };
         let n = count(&batch);
-        match shard.append(&tenant, batch.clone()).await {
+        match shard.append_borrowed(&tenant, &batch).await {
             Ok(_) => {
                 stats.sent_samples.fetch_add(n as u64, Ordering::Relaxed);
                 backoff = Duration::from_millis(50);
