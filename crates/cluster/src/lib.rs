@@ -6,6 +6,8 @@
 //! - [`Cluster`]: the distributor and the fan-out reader in one. It routes
 //!   each series of a write to the shard that owns it on the [`Ring`] and
 //!   reads every shard for a query, merging what comes back.
+//! - [`InflightBytes`]: a byte budget of writes in flight to one shard, so a
+//!   slow shard holds its writers back instead of growing memory.
 //! - [`IngesterService`]: the gRPC server an ingester runs over its TSDB.
 //! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
 //!   shard over gRPC (`pharos-raft` owns the consensus itself).
@@ -20,6 +22,7 @@
 mod convert;
 mod distributor;
 mod error;
+mod inflight;
 mod ingester;
 mod pushdown;
 mod raft;
@@ -29,6 +32,7 @@ mod shard;
 pub use convert::*;
 pub use distributor::Cluster;
 pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
 pub use ring::{Ring, VNODES};

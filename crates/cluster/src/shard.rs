@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::convert::*;
-use crate::{Error, MAX_MESSAGE_BYTES};
+use crate::{DEFAULT_INFLIGHT_BYTES, Error, InflightBytes, MAX_MESSAGE_BYTES};
 
 /// The operations the distributor and the querier need from one shard.
 #[async_trait]
@@ -127,6 +127,8 @@ pub struct RemoteShard {
     replicas: Arc<Vec<ReplicaClient>>,
     leader: Arc<AtomicUsize>,
     inflight: Arc<Semaphore>,
+    /// Write bytes in flight to this shard at most (see `inflight.rs`).
+    write_budget: InflightBytes,
     deadline: Duration,
 }
 
@@ -157,8 +159,16 @@ impl RemoteShard {
             replicas: Arc::new(clients),
             leader: Arc::new(AtomicUsize::new(0)),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
+            write_budget: InflightBytes::new(DEFAULT_INFLIGHT_BYTES),
             deadline: SHARD_DEADLINE,
         })
+    }
+
+    /// Write bytes this shard may hold in flight before writers wait
+    /// (default [`DEFAULT_INFLIGHT_BYTES`]).
+    pub fn with_inflight_bytes(mut self, limit: u32) -> Self {
+        self.write_budget = InflightBytes::new(limit);
+        self
     }
 
     /// How long calls retry before failing (default [`SHARD_DEADLINE`]).
@@ -246,6 +256,9 @@ impl Shard for RemoteShard {
     }
 
     async fn append_borrowed(&self, tenant: &str, batch: &[SeriesSamples]) -> Result<AppendResult, Error> {
+        // A slow shard holds its writers here once its budget is taken
+        // (backpressure), instead of every waiting batch piling up.
+        let _bytes = self.write_budget.acquire(batch).await?;
         // Each attempt converts the batch afresh: a first attempt that
         // succeeds copies the labels once, not twice (convert, then clone).
         let resp = self
