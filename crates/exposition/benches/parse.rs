@@ -1,11 +1,13 @@
 //! Parse throughput on a real payload: `prometheus-node-exporter` 1.5's
 //! `/metrics` (Debian package, captured on this project's test machine),
-//! in the Prometheus text format and converted to OpenMetrics.
+//! in the Prometheus text format and converted to OpenMetrics. `parse`
+//! builds every sample's label set; `parse_each` without building them is
+//! what a scrape costs once its series are in the scraper's series cache.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pharos_exposition::{Format, parse};
+use pharos_exposition::{Format, parse, parse_each};
 
 const NODE_EXPORTER: &str = include_str!("node_exporter.txt");
 
@@ -49,6 +51,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(NODE_EXPORTER.len() as u64));
     g.bench_function("prometheus text 0.0.4", |b| {
         b.iter(|| parse(black_box(NODE_EXPORTER), Format::PrometheusText).map(|s| s.samples.len()))
+    });
+    g.bench_function("prometheus text 0.0.4, parse_each, labels not built", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            parse_each(black_box(NODE_EXPORTER), Format::PrometheusText, |s| n += s.series.len()).map(|_| n)
+        })
     });
     g.throughput(Throughput::Bytes(om.len() as u64));
     g.bench_function("openmetrics 1.0", |b| {
