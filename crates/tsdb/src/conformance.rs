@@ -75,6 +75,17 @@ pub fn matchers(s: &dyn Storage) {
     // !~ ".+" is "label absent"
     assert_eq!(count(&[m(MatchOp::Regex, "job", ".+"), m(MatchOp::NotRegex, "code", ".+")]), 2);
     assert_eq!(count(&[Matcher::equal("__name__", "nope")]), 0);
+    // several equality matchers, in any order, narrow to their intersection
+    assert_eq!(count(&[Matcher::equal("job", "api"), Matcher::equal("__name__", "http")]), 2);
+    assert_eq!(
+        count(&[Matcher::equal("code", "500"), Matcher::equal("job", "api"), Matcher::equal("__name__", "http")]),
+        1
+    );
+    assert_eq!(count(&[Matcher::equal("__name__", "rpc"), Matcher::equal("job", "web")]), 0);
+    assert_eq!(
+        count(&[Matcher::equal("__name__", "http"), Matcher::equal("job", "web"), Matcher::equal("code", "200")]),
+        0
+    );
 }
 
 pub fn duplicates_and_out_of_order(s: &dyn Storage) {

@@ -247,6 +247,10 @@ impl Head {
     }
 }
 
+/// Up to this many candidate series, a further equality matcher is checked
+/// by point lookups rather than by reading its whole postings list.
+const POINT_LOOKUP_MAX: usize = 256;
+
 /// The RocksDB storage engine. See the module overview.
 pub struct RocksStorage {
     db: DB,
@@ -478,11 +482,18 @@ impl RocksStorage {
     /// from the postings index.
     fn resolve(&self, tenant: &str, partition: i64, matchers: &[Matcher]) -> Result<Vec<u64>, Error> {
         let mut result: Option<Vec<u64>> = None;
-        for m in matchers.iter().filter(|m| !m.matches_empty()) {
-            let ids = if m.op == MatchOp::Equal {
-                self.postings(tenant, partition, &m.name, Some(&m.value), |_| true)?
-            } else {
-                self.postings(tenant, partition, &m.name, None, |v| m.matches(v))?
+        // Equality first, the metric name first of all: usually the shortest
+        // lists, so the broad ones (`job="x"`, every series) can be checked
+        // by point lookups of the few candidates instead of being scanned.
+        let mut narrowing: Vec<&Matcher> = matchers.iter().filter(|m| !m.matches_empty()).collect();
+        narrowing.sort_by_key(|m| (m.op != MatchOp::Equal, m.name != "__name__"));
+        for m in narrowing {
+            let ids = match &result {
+                Some(r) if m.op == MatchOp::Equal && r.len() <= POINT_LOOKUP_MAX => {
+                    self.having_posting(tenant, partition, m, r)?
+                }
+                _ if m.op == MatchOp::Equal => self.postings(tenant, partition, &m.name, Some(&m.value), |_| true)?,
+                _ => self.postings(tenant, partition, &m.name, None, |v| m.matches(v))?,
             };
             result = Some(match result {
                 None => ids,
@@ -498,6 +509,28 @@ impl RocksStorage {
             result = subtract(&result, &bad);
         }
         Ok(result)
+    }
+
+    /// The ids among `candidates` (sorted) that have the posting of the
+    /// equality matcher `m`, by one point lookup each.
+    fn having_posting(&self, tenant: &str, partition: i64, m: &Matcher, candidates: &[u64]) -> Result<Vec<u64>, Error> {
+        let cf = self.cf(CF_POSTINGS)?;
+        let keys: Vec<Vec<u8>> = candidates
+            .iter()
+            .map(|id| {
+                let mut k = Vec::new();
+                keys::posting_key_into(&mut k, tenant, partition, m.name.as_bytes(), m.value.as_bytes(), *id);
+                k
+            })
+            .collect();
+        let found = self.db.batched_multi_get_cf(cf, &keys, true);
+        let mut out = Vec::new();
+        for (id, got) in candidates.iter().zip(found) {
+            if got?.is_some() {
+                out.push(*id);
+            }
+        }
+        Ok(out)
     }
 
     /// Sorted series ids of the postings of `name` (with exactly `value`, or
