@@ -5,6 +5,7 @@
 //! markers, without the scraper listing again (watching, not polling).
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod fake_kube;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use pharos_scrape::kubernetes::members::{MemberPods, watch_members};
 use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{MemStorage, Storage};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Serves `k8s_demo{} 1` on `ip`:<free port>; returns the port.
 async fn serve_metrics(ip: &str) -> u16 {
@@ -28,13 +29,8 @@ async fn serve_metrics(ip: &str) -> u16 {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else { return };
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if common::read_head(&mut conn).await.is_none() {
+                    return;
                 }
                 let body = "# TYPE k8s_demo gauge\nk8s_demo 1\n";
                 let resp = format!(

@@ -4,6 +4,8 @@
 //! goes away with staleness markers, without a restart.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use pharos_cluster::{Cluster, LocalShard};
 use pharos_model::{Matcher, is_stale_nan};
 use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{MemStorage, Storage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const BODY: &str = "# TYPE a gauge\na{path=\"/x\"} 1\n# TYPE go_gc gauge\ngo_gc 2\n# EOF\n";
 
@@ -24,14 +26,7 @@ async fn serve(requests: Arc<Mutex<Vec<String>>>) -> String {
             let Ok((mut conn, _)) = listener.accept().await else { return };
             let requests = requests.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = common::read_head(&mut conn).await else { return };
                 requests.lock().unwrap().push(String::from_utf8_lossy(&head).to_lowercase());
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",

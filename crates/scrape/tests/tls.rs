@@ -3,6 +3,8 @@
 //! `tests/data`, valid for a century), which requires a client certificate.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{MemStorage, Storage};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const BODY: &str = "# TYPE secret gauge\nsecret 42\n";
 
@@ -48,13 +50,8 @@ async fn serve_https() -> String {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut conn) = acceptor.accept(tcp).await else { return };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if common::read_head(&mut conn).await.is_none() {
+                    return;
                 }
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
