@@ -54,11 +54,19 @@ pub async fn shutdown_signal(parent: Option<u32>) {
     tracing::info!("shutting down");
 }
 
-fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs) -> anyhow::Result<Arc<RocksStorage>> {
+/// Opens the TSDB in `dir`. A replica of a replicated shard keeps its raft
+/// log and state in the same database, and the raft log is the TSDB's
+/// write-ahead log (see `pharos_raft::state_machine`).
+fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs, replicated: bool) -> anyhow::Result<Arc<RocksStorage>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let opts = RocksOptions {
         retention_ms: Some(storage.retention),
         max_series_per_tenant: (storage.max_series_per_tenant > 0).then_some(storage.max_series_per_tenant),
+        external_log: replicated,
+        extra_column_families: match replicated {
+            true => pharos_raft::store::COLUMN_FAMILIES.map(String::from).to_vec(),
+            false => Vec::new(),
+        },
         ..RocksOptions::default()
     };
     let s = RocksStorage::open(dir, opts).with_context(|| format!("cannot open the TSDB in {}", dir.display()))?;
@@ -164,7 +172,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         None => Config::self_scrape(vec![a.listen.to_string()]),
     };
     let listener = bind(&a.listen.to_string()).await?;
-    let tsdb = open_tsdb(&a.data_dir, &a.storage)?;
+    let tsdb = open_tsdb(&a.data_dir, &a.storage, false)?;
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     let cluster = Arc::new(Cluster::new(vec![Arc::new(LocalShard::new(tsdb.clone()))]));
@@ -204,7 +212,8 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     let grpc_addr = me.grpc.clone().context("ingester without a grpc address")?;
     let grpc = bind(&grpc_addr).await?;
     let http = bind(&me.http).await?;
-    let tsdb = open_tsdb(&a.data_dir, &a.storage)?;
+    let replicated = topo.shards.iter().any(|s| s.replicas.len() > 1 && s.replicas.iter().any(|r| r.id == a.role.id));
+    let tsdb = open_tsdb(&a.data_dir, &a.storage, replicated)?;
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     spawn_maintenance(tsdb.clone());

@@ -4,11 +4,13 @@
 //!   number of `ingester-N`), a [`Member`] names the replica and its gRPC
 //!   address, and a log entry is a [`Request`]: a batch of writes, each one
 //!   tenant's series samples, coalesced from many client batches.
-//! - [`store`]: the raft log, vote and committed/applied state in RocksDB
-//!   column families of the replica's raft database.
+//! - [`store`]: the raft log, vote and committed state in RocksDB column
+//!   families of the TSDB's own database.
 //! - [`state_machine`]: applies committed entries to the TSDB
-//!   ([`pharos_tsdb::Storage::append`]) and remembers the last applied entry;
-//!   builds snapshots (TSDB checkpoints) and installs them.
+//!   ([`pharos_tsdb::Storage::append`]), whose write-ahead log the raft log
+//!   is: the TSDB's flushes record the last applied entry, and a restart
+//!   applies the entries after it again; builds snapshots (TSDB
+//!   checkpoints) and installs them.
 //! - [`snapshot`], [`snapshot_dir`], [`archive`]: a snapshot as openraft
 //!   streams it, the snapshots kept on disk, and the archive format a
 //!   checkpoint directory travels in.

@@ -39,7 +39,8 @@ const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ReplicaOptions {
     pub id: NodeId,
     pub member: Member,
-    /// The raft database's directory.
+    /// The replica's directory (`DATA_DIR/raft`): its snapshots. The raft
+    /// log and state are column families of the TSDB's database.
     pub dir: PathBuf,
     /// Fsync every log append.
     pub sync: bool,
@@ -163,20 +164,24 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Error 
 }
 
 impl Replica {
-    /// Opens the raft database in `opts.dir` and starts the raft node over
-    /// `tsdb`. A replica that never was part of a group waits to be
-    /// bootstrapped ([`Replica::bootstrap`]) or added by a leader.
-    /// Snapshots are kept in `opts.dir/snapshots`.
+    /// Starts the raft node over `tsdb`, whose database holds the raft log
+    /// and state ([`crate::store`]). A replica that never was part of a
+    /// group waits to be bootstrapped ([`Replica::bootstrap`]) or added by a
+    /// leader. Snapshots are kept in `opts.dir/snapshots`.
     pub async fn start(
         opts: ReplicaOptions,
         tsdb: Arc<dyn SnapshotStorage>,
         transport: Arc<dyn Transport>,
     ) -> Result<Arc<Self>, Error> {
-        let dir = opts.dir.clone();
-        let sync = opts.sync;
-        let db = tokio::task::spawn_blocking(move || RaftDb::open(&dir, sync))
-            .await
-            .map_err(|e| Error::RaftStorage(format!("open task failed: {e}")))??;
+        if opts.dir.join("CURRENT").exists() {
+            return Err(Error::RaftStorage(format!(
+                "{} holds a raft database of an older Pharos, which kept the raft log apart from the TSDB; \
+                 this one keeps it in the TSDB's database: empty this replica's data directory and start it \
+                 again, and it catches up from the leader through a snapshot",
+                opts.dir.display()
+            )));
+        }
+        let db = RaftDb::new(tsdb.db(), opts.sync)?;
         let fresh = db.is_empty()?;
         let config = Config {
             cluster_name: "pharos-shard".into(),

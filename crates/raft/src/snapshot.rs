@@ -11,8 +11,8 @@
 //! - [`SnapshotData::Receiving`]: the archive stream being written to a file
 //!   under `DATA_DIR/raft/snapshots`, unpacked when complete.
 //!
-//! [`SnapshotStorage`] is the TSDB side: a consistent checkpoint, and
-//! replacing everything with one.
+//! [`SnapshotStorage`] is the TSDB side: a consistent checkpoint, replacing
+//! everything with one, and the raft position its flushed state covers.
 
 use std::future::Future;
 use std::io::SeekFrom;
@@ -29,12 +29,21 @@ use crate::Error;
 use crate::archive::Layout;
 use crate::snapshot_dir::StoredSnapshot;
 
-/// A TSDB that snapshots can be taken of and installed into.
+/// The TSDB a replica runs over: its database also holds the raft column
+/// families, its write-ahead log is the raft log, and snapshots can be taken
+/// of it and installed into it.
 pub trait SnapshotStorage: Storage {
     /// A consistent copy of everything stored, in the new directory `dir`.
     fn checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error>;
     /// Replaces everything stored with the checkpoint in `dir`.
     fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error>;
+    /// The database, opened with the raft column families.
+    fn db(&self) -> Arc<rocksdb::DB>;
+    /// The raft position (last applied log id and membership, encoded)
+    /// that everything appended so far covers; the next flush stores it.
+    fn set_log_position(&self, position: Vec<u8>);
+    /// The position the last flush stored.
+    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_tsdb::Error>;
 }
 
 impl SnapshotStorage for RocksStorage {
@@ -44,6 +53,18 @@ impl SnapshotStorage for RocksStorage {
 
     fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error> {
         RocksStorage::restore_from_checkpoint(self, dir)
+    }
+
+    fn db(&self) -> Arc<rocksdb::DB> {
+        RocksStorage::db(self)
+    }
+
+    fn set_log_position(&self, position: Vec<u8>) {
+        RocksStorage::set_log_position(self, position)
+    }
+
+    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_tsdb::Error> {
+        RocksStorage::log_position(self)
     }
 }
 

@@ -3,10 +3,19 @@
 //!
 //! Applying a [`Request`] appends each of its writes to the TSDB, in log
 //! order, and answers one [`WriteOutcome`] per write; then the last applied
-//! log id and the membership are stored in the raft database. The TSDB keeps
-//! its own write-ahead log, so an entry applied just before a crash but not
-//! yet recorded as applied is applied again after the restart: its samples
-//! are then exact duplicates, which the TSDB drops. Applying is idempotent.
+//! log id and the membership become the TSDB's log position
+//! ([`SnapshotStorage::set_log_position`]).
+//!
+//! The raft log is the TSDB's write-ahead log: the TSDB (opened with
+//! `external_log`) writes no log record of its own, and every TSDB flush
+//! stores the position its flushed state covers, atomically with it. After a
+//! restart [`RaftStateMachine::applied_state`] answers that stored position,
+//! so openraft applies the committed entries after it again and the head is
+//! rebuilt from the raft log. Entries applied before the crash are applied
+//! twice: their samples are then exact duplicates (or older than what is on
+//! disk), which the TSDB drops, so applying is idempotent. The log is purged
+//! only up to a snapshot, and a snapshot is taken right after a flush, so
+//! nothing unflushed is ever purged.
 //!
 //! Snapshots (policy: every `ReplicaOptions::snapshot_every` entries):
 //!
@@ -39,7 +48,7 @@ use crate::Error;
 use crate::archive;
 use crate::snapshot::{ArchiveReader, SnapshotData, SnapshotStorage};
 use crate::snapshot_dir::{SnapshotDir, StoredSnapshot};
-use crate::store::{CF_STATE, KEY_APPLIED, KEY_MEMBERSHIP, KEY_RESTORING, RaftDb, blocking};
+use crate::store::{CF_STATE, KEY_RESTORING, RaftDb, blocking};
 use crate::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Counters of the snapshots a replica built and installed.
@@ -83,8 +92,10 @@ impl StateMachine {
                 tracing::info!(snapshot = %meta.snapshot_id, "finishing a snapshot restore interrupted by a restart");
                 finish_restore(&db2, &*tsdb2, &snapshots, meta, &dir)?;
             }
-            let applied = db2.get::<Option<LogId>>(KEY_APPLIED)?.flatten();
-            let membership = db2.get::<StoredMembership>(KEY_MEMBERSHIP)?.unwrap_or_default();
+            let (applied, membership) = match tsdb2.log_position()? {
+                None => (None, StoredMembership::default()),
+                Some(b) => decode_position(&b)?,
+            };
             Ok((snapshots, applied, membership))
         })
         .await?;
@@ -110,6 +121,15 @@ fn open_snapshot(stored: Arc<StoredSnapshot>) -> Result<Snapshot<TypeConfig>, Er
     Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Reading(ArchiveReader::open(stored)?)) })
 }
 
+/// The TSDB's log position: the last applied log id and the membership.
+fn encode_position(applied: Option<LogId>, membership: &StoredMembership) -> Result<Vec<u8>, Error> {
+    bincode::serialize(&(applied, membership)).map_err(|e| Error::RaftStorage(format!("log position: {e}")))
+}
+
+fn decode_position(b: &[u8]) -> Result<(Option<LogId>, StoredMembership), Error> {
+    bincode::deserialize(b).map_err(|e| Error::RaftStorage(format!("the TSDB's raft log position: {e}")))
+}
+
 /// Replaces the TSDB with the unpacked checkpoint `dir` and records it as
 /// the current snapshot and as applied (blocking).
 fn finish_restore(
@@ -120,10 +140,10 @@ fn finish_restore(
     dir: &Path,
 ) -> Result<Arc<StoredSnapshot>, Error> {
     tsdb.restore_from_checkpoint(dir)?;
-    let (last, membership) = (meta.last_log_id, meta.last_membership.clone());
+    // The checkpoint stored its own position already; this makes sure.
+    tsdb.set_log_position(encode_position(meta.last_log_id, &meta.last_membership)?);
+    tsdb.flush()?;
     snapshots.publish(dir, meta, |b| {
-        db.put(b, KEY_APPLIED, &last)?;
-        db.put(b, KEY_MEMBERSHIP, &membership)?;
         b.delete_cf(db.cf(CF_STATE)?, KEY_RESTORING);
         Ok(())
     })
@@ -212,7 +232,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 membership = StoredMembership::new(Some(e.log_id), m.clone());
             }
         }
-        let (db, tsdb, m2) = (self.db.clone(), self.tsdb.clone(), membership.clone());
+        let position = encode_position(Some(last), &membership).map_err(sm_err)?;
+        let tsdb = self.tsdb.clone();
         let responses = blocking(move || {
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
@@ -224,10 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 out.push(resp);
             }
-            let mut b = WriteBatch::default();
-            db.put(&mut b, KEY_APPLIED, &Some(last))?;
-            db.put(&mut b, KEY_MEMBERSHIP, &m2)?;
-            db.write(b, false)?;
+            tsdb.set_log_position(position);
             Ok(out)
         })
         .await
@@ -237,11 +255,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(responses)
     }
 
-    /// Takes the TSDB checkpoint now, between two applies (see the module
-    /// overview); the builder only publishes it.
+    /// Flushes the TSDB and takes its checkpoint now, between two applies
+    /// (see the module overview); the builder only publishes it.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (tsdb, dir) = (self.tsdb.clone(), self.snapshots.new_path("building", ""));
         let checkpoint = blocking(move || {
+            tsdb.flush()?;
             tsdb.checkpoint(&dir)?;
             Ok(dir)
         })
@@ -349,18 +368,23 @@ mod tests {
         let src = RocksStorage::open(&d.path().join("src"), RocksOptions::default()).unwrap();
         write(&src, "wanted", 50);
         let root = d.path().join("raft").join("snapshots");
-        let db = RaftDb::open(&d.path().join("raft"), false).unwrap();
         std::fs::create_dir_all(&root).unwrap();
         src.checkpoint(&root.join("restore-1")).unwrap();
         std::fs::write(root.join("incoming-2.part"), b"half a snapshot").unwrap();
         let last = LogId::new(CommittedLeaderId::new(3, 1), 42);
         let meta =
             SnapshotMeta { last_log_id: Some(last), last_membership: Default::default(), snapshot_id: "42-1".into() };
+        let opts = RocksOptions {
+            external_log: true,
+            extra_column_families: crate::store::COLUMN_FAMILIES.map(String::from).to_vec(),
+            ..RocksOptions::default()
+        };
+        let dst = Arc::new(RocksStorage::open(&d.path().join("dst"), opts).unwrap());
+        write(&dst, "stale", 5);
+        let db = RaftDb::new(dst.db(), false).unwrap();
         let mut b = WriteBatch::default();
         db.put(&mut b, KEY_RESTORING, &(meta.clone(), "restore-1".to_string())).unwrap();
         db.write(b, true).unwrap();
-        let dst = Arc::new(RocksStorage::open(&d.path().join("dst"), RocksOptions::default()).unwrap());
-        write(&dst, "stale", 5);
 
         let mut sm = StateMachine::open(db.clone(), dst.clone(), root.clone(), Default::default()).await.unwrap();
         assert_eq!(sm.applied_state().await.unwrap().0, Some(last));

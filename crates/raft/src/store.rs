@@ -1,20 +1,21 @@
 //! The raft log and raft state of one replica, in RocksDB.
 //!
-//! Column families of the replica's raft database (`DATA_DIR/raft`):
-//! `raft_log` maps a log index (u64 big endian) to the bincode-encoded
-//! entry; `raft_state` holds the vote, the committed and purged log ids and
-//! the state machine's last applied log id and membership, and the current
-//! snapshot's record. Every RocksDB call runs on the blocking pool.
+//! Two column families of the ingester's own database (the TSDB's, opened
+//! with [`COLUMN_FAMILIES`] as extra column families): `raft_log` maps a
+//! log index (u64 big endian) to the bincode-encoded entry; `raft_state`
+//! holds the vote, the committed and purged log ids, the current snapshot's
+//! record and a restore in progress. The raft log is the TSDB's write-ahead
+//! log: the TSDB keeps none of its own (see [`crate::state_machine`]).
+//! Every RocksDB call runs on the blocking pool.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -26,14 +27,16 @@ pub(crate) const CF_STATE: &str = "raft_state";
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
 pub(crate) const KEY_PURGED: &[u8] = b"purged";
-pub(crate) const KEY_APPLIED: &[u8] = b"applied";
-pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// The current snapshot: its metadata and directory name.
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// A snapshot restore in progress: its metadata and unpacked directory.
 pub(crate) const KEY_RESTORING: &[u8] = b"restoring";
 
-/// The replica's raft database, shared by the log store and the state machine.
+/// The column families the raft log and state live in.
+pub const COLUMN_FAMILIES: [&str; 2] = [CF_LOG, CF_STATE];
+
+/// The replica's raft column families, shared by the log store and the
+/// state machine.
 #[derive(Clone)]
 pub struct RaftDb {
     pub(crate) db: Arc<DB>,
@@ -44,17 +47,14 @@ pub struct RaftDb {
 }
 
 impl RaftDb {
-    pub fn open(path: &Path, sync: bool) -> Result<Self, Error> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::RaftStorage(format!("cannot create {}: {e}", path.display())))?;
-        let mut o = Options::default();
-        o.create_if_missing(true);
-        o.create_missing_column_families(true);
-        o.set_keep_log_file_num(2);
-        o.set_max_log_file_size(1 << 20);
-        let cfs = [CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-        let db = DB::open_cf_descriptors(&o, path, cfs)?;
-        let me = Self { db: Arc::new(db), sync, committed: Arc::new(AtomicU64::new(0)) };
+    /// The raft column families of `db` (opened with [`COLUMN_FAMILIES`]).
+    pub fn new(db: Arc<DB>, sync: bool) -> Result<Self, Error> {
+        let me = Self { db, sync, committed: Arc::new(AtomicU64::new(0)) };
+        if let Some(name) = COLUMN_FAMILIES.iter().find(|n| me.db.cf_handle(n).is_none()) {
+            return Err(Error::RaftStorage(format!(
+                "the TSDB's database was opened without the raft column family {name}"
+            )));
+        }
         if let Some(c) = me.get::<Option<LogId>>(KEY_COMMITTED)?.flatten() {
             me.committed.store(c.index, Ordering::Relaxed);
         }

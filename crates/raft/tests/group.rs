@@ -1,6 +1,7 @@
-//! Raft groups in one process (the in-process router), over RocksDB TSDBs:
-//! elect, write through the leader, read back on every replica, lose the
-//! leader, elect again, restart a replica from its raft database; and a
+//! Raft groups in one process (the in-process router), over RocksDB TSDBs
+//! that hold the raft log: elect, write through the leader, read back on
+//! every replica, lose the leader, elect again, restart a replica; restart
+//! the whole group from disk, every head rebuilt from the raft log; and a
 //! replica added after the log was purged catches up through a snapshot.
 
 #![allow(clippy::unwrap_used)]
@@ -22,8 +23,25 @@ struct Node {
     tsdb: Arc<RocksStorage>,
 }
 
+/// Opens (or reopens) a TSDB as an ingester of a replicated shard does:
+/// no log of its own, the raft column families beside its data. A TSDB
+/// just dropped here is released once raft's tasks have wound down.
 fn tsdb(dir: &std::path::Path, name: &str) -> Arc<RocksStorage> {
-    Arc::new(RocksStorage::open(&dir.join(name), RocksOptions::default()).unwrap())
+    let opts = RocksOptions {
+        external_log: true,
+        extra_column_families: pharos_raft::store::COLUMN_FAMILIES.map(String::from).to_vec(),
+        ..RocksOptions::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match RocksStorage::open(&dir.join(name), opts.clone()) {
+            Ok(s) => return Arc::new(s),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "TSDB {name} never released: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 fn member(id: NodeId) -> Member {
@@ -130,6 +148,7 @@ async fn three_replicas_elect_write_fail_over_and_restart() {
 
     // Writes go through the leader; a follower redirects.
     let follower = *nodes.keys().find(|id| **id != l1).unwrap();
+    eventually(|| nodes[&follower].replica.status().leader == Some(l1), "the follower learns the leader").await;
     match nodes[&follower].replica.write("t", batch(0)).await {
         Err(Error::NotLeader { leader, leader_addr }) => {
             assert_eq!(leader, Some(l1));
@@ -262,23 +281,58 @@ async fn a_replica_added_after_the_purge_catches_up_through_a_snapshot() {
     }
     drop(nodes);
 
-    // The purged entries are gone from the leader's raft database.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut log = loop {
-        // Raft's tasks release the database shortly after shutdown.
-        match RaftDb::open(&dir.path().join(format!("raft-{l}")), false) {
-            Ok(db) => break LogStore::new(db),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "raft database of {l} never released: {e}");
-                eprintln!("raft database not released yet: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    // The purged entries are gone from the leader's raft log.
+    let leader_tsdb = tsdb(dir.path(), &format!("tsdb-{l}"));
+    let mut log = LogStore::new(RaftDb::new(leader_tsdb.db(), false).unwrap());
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(purged));
     assert!(log.try_get_log_entries(0..=purged).await.unwrap().is_empty());
     assert!(!log.try_get_log_entries(purged + 1..).await.unwrap().is_empty());
+}
+
+/// The raft log is the TSDB's write-ahead log: a TSDB reopened after a
+/// stop without a flush holds only what was flushed, and starting the
+/// replica applies the raft log from the flushed position on again. Every
+/// replica stops, so no replica can get the data from another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restart_rebuilds_every_head_from_the_raft_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::new();
+    let mut nodes = group(&router, dir.path(), 0).await;
+    let l = leader(&nodes, None).await;
+    for i in 0..30 {
+        nodes[&l].replica.write("t", batch(i)).await.unwrap();
+    }
+    for n in nodes.values() {
+        eventually(|| count(&n.tsdb) == 30, "every replica applies every write").await;
+        n.tsdb.flush().unwrap();
+    }
+    for i in 30..50 {
+        nodes[&l].replica.write("t", batch(i)).await.unwrap();
+    }
+    for n in nodes.values() {
+        eventually(|| count(&n.tsdb) == 50, "every replica applies every write").await;
+    }
+    for id in 1..=3 {
+        drop(stop(&router, &mut nodes, id).await);
+    }
+    for id in 1..=3 {
+        let t = tsdb(dir.path(), &format!("tsdb-{id}"));
+        assert_eq!(count(&t), 30, "replica {id}: only the flushed samples are in the TSDB itself");
+        assert!(t.log_position().unwrap().is_some());
+        nodes.insert(id, start(&router, id, dir.path(), t).await);
+    }
+    for n in nodes.values() {
+        eventually(|| count(&n.tsdb) == 50, "every head is rebuilt from the raft log").await;
+    }
+    let l = leader(&nodes, None).await;
+    nodes[&l].replica.write("t", batch(50)).await.unwrap();
+    for n in nodes.values() {
+        eventually(|| count(&n.tsdb) == 51, "the restarted group takes writes").await;
+    }
+    for n in nodes.values() {
+        n.replica.shutdown().await;
+    }
 }
 
 async fn futures_join<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>

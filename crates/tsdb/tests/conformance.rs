@@ -294,3 +294,70 @@ fn restore_refuses_what_is_not_a_checkpoint() {
     assert!(s.restore_from_checkpoint(&d.path().join("missing")).is_err());
     assert_eq!(all(&s, "a").len(), 3, "a refused restore changed the data");
 }
+
+fn external(extra: &[&str]) -> RocksOptions {
+    RocksOptions {
+        external_log: true,
+        extra_column_families: extra.iter().map(|s| s.to_string()).collect(),
+        ..RocksOptions::default()
+    }
+}
+
+/// With an external log (a raft log) the engine keeps no log of its own:
+/// after a restart it holds exactly what was flushed, with the log position
+/// the flush stored, and the caller replays its log from there.
+#[test]
+fn an_external_log_position_is_stored_with_the_flushed_state() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = RocksStorage::open(d.path(), external(&["raft_log"])).unwrap();
+        assert_eq!(s.log_position().unwrap(), None);
+        s.append("t", &batch("m", 0, 10)).unwrap();
+        s.set_log_position(b"10".to_vec());
+        s.flush().unwrap();
+        s.append("t", &batch("m", 10, 5)).unwrap();
+        s.append("t", &batch("other", 0, 3)).unwrap();
+        s.set_log_position(b"12".to_vec());
+        assert_eq!(all(&s, "m").len(), 15);
+        s.db().put_cf(s.db().cf_handle("raft_log").unwrap(), b"k", b"v").unwrap();
+    }
+    let s = RocksStorage::open(d.path(), external(&["raft_log"])).unwrap();
+    assert_eq!(s.log_position().unwrap().as_deref(), Some(&b"10"[..]));
+    assert_eq!(all(&s, "m").len(), 10, "samples after the flush come back only by replaying the caller's log");
+    // Replaying: what is already stored drops out, the rest is appended.
+    let r = s.append("t", &batch("m", 9, 6)).unwrap();
+    assert_eq!((r.accepted, r.duplicates, r.rejected.len()), (6, 1, 0));
+    s.append("t", &batch("other", 0, 3)).unwrap();
+    assert_eq!((all(&s, "m").len(), all(&s, "other").len()), (15, 3));
+    assert_eq!(s.db().get_cf(s.db().cf_handle("raft_log").unwrap(), b"k").unwrap().as_deref(), Some(&b"v"[..]));
+
+    // A database holding a caller's column family opens without naming it.
+    drop(s);
+    let s = RocksStorage::open(d.path(), RocksOptions::default()).unwrap();
+    assert!(s.db().cf_handle("raft_log").is_some());
+}
+
+/// A checkpoint leaves the caller's column families out; restoring it
+/// brings the engine's data and the stored log position.
+#[test]
+fn a_checkpoint_leaves_the_callers_column_families_out() {
+    let d = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(&d.path().join("src"), external(&["raft_log"])).unwrap();
+    s.append("t", &batch("m", 0, 20)).unwrap();
+    let db = s.db();
+    let raft = db.cf_handle("raft_log").unwrap();
+    for i in 0..1000u32 {
+        db.put_cf(raft, i.to_be_bytes(), [7u8; 512]).unwrap();
+    }
+    s.set_log_position(b"20".to_vec());
+    s.flush().unwrap();
+    s.checkpoint(&d.path().join("cp")).unwrap();
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), d.path().join("cp")).unwrap();
+    assert!(!cfs.iter().any(|c| c == "raft_log"), "{cfs:?}");
+
+    let dst = RocksStorage::open(&d.path().join("dst"), external(&["raft_log"])).unwrap();
+    dst.append("t", &batch("stale", 0, 5)).unwrap();
+    dst.restore_from_checkpoint(&d.path().join("cp")).unwrap();
+    assert_eq!((all(&dst, "m").len(), all(&dst, "stale").len()), (20, 0));
+    assert_eq!(dst.log_position().unwrap().as_deref(), Some(&b"20"[..]));
+}

@@ -43,6 +43,9 @@ const CF_WAL: &str = "wal";
 const CF_HEADS: &str = "heads";
 const CFS: [&str; 6] = [CF_META, CF_SERIES, CF_POSTINGS, CF_CHUNKS, CF_WAL, CF_HEADS];
 const FORMAT_KEY: &[u8] = b"format";
+/// In `meta`: the caller's log position the flushed state covers
+/// ([`RocksOptions::external_log`]).
+const LOG_POSITION_KEY: &[u8] = b"log_position";
 const FORMAT: &[u8] = b"pharos-tsdb/2";
 
 /// Tuning of the RocksDB engine.
@@ -62,6 +65,18 @@ pub struct RocksOptions {
     /// Longest label name and value, in bytes.
     pub max_label_name_len: usize,
     pub max_label_value_len: usize,
+    /// The write-ahead log is the caller's: a replicated shard's raft log.
+    /// Appends then write no log record of their own (every sample would be
+    /// logged twice), [`RocksStorage::flush`] stores the caller's position
+    /// in its log ([`RocksStorage::set_log_position`]) atomically with the
+    /// flushed head, and after a restart the caller replays its log from
+    /// [`RocksStorage::log_position`] on: samples appended after the last
+    /// flush are not in the engine until then.
+    pub external_log: bool,
+    /// Column families opened in the same database for the caller's own
+    /// keys (a replicated shard's raft log and state), reached through
+    /// [`RocksStorage::db`]. They are left out of checkpoints and restores.
+    pub extra_column_families: Vec<String>,
 }
 
 impl Default for RocksOptions {
@@ -73,6 +88,8 @@ impl Default for RocksOptions {
             max_series_per_tenant: None,
             max_label_name_len: 1024,
             max_label_value_len: 4096,
+            external_log: false,
+            extra_column_families: Vec::new(),
         }
     }
 }
@@ -253,8 +270,11 @@ const POINT_LOOKUP_MAX: usize = 256;
 
 /// The RocksDB storage engine. See the module overview.
 pub struct RocksStorage {
-    db: DB,
+    db: Arc<DB>,
     head: Mutex<Head>,
+    /// With [`RocksOptions::external_log`]: the caller's log position that
+    /// the head covers, stored by the next flush.
+    log_position: Mutex<Option<Vec<u8>>>,
     opts: RocksOptions,
     path: PathBuf,
     pub stats: Stats,
@@ -304,7 +324,20 @@ impl RocksStorage {
         db_opts.set_keep_log_file_num(2);
         db_opts.set_max_log_file_size(1 << 20);
         let cache = rocksdb::Cache::new_lru_cache(64 << 20);
-        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
+        // Every column family the database has must be opened: a caller's
+        // (see `extra_column_families`) too, even if this one asks for none.
+        let mut extra = opts.extra_column_families.clone();
+        if path.join("CURRENT").exists() {
+            for name in DB::list_cf(&Options::default(), path)? {
+                if name != "default" && !CFS.contains(&name.as_str()) && !extra.contains(&name) {
+                    extra.push(name);
+                }
+            }
+        }
+        let cfs = CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)))
+            .chain(extra.iter().map(|n| ColumnFamilyDescriptor::new(n, Options::default())));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let meta = cf(&db, CF_META)?;
         match db.get_cf(meta, FORMAT_KEY)? {
@@ -326,14 +359,39 @@ impl RocksStorage {
                 });
             }
         }
-        let storage =
-            Self { db, head: Mutex::new(Head::default()), opts, path: path.to_path_buf(), stats: Stats::default() };
+        let storage = Self {
+            db: Arc::new(db),
+            head: Mutex::new(Head::default()),
+            log_position: Mutex::new(None),
+            opts,
+            path: path.to_path_buf(),
+            stats: Stats::default(),
+        };
         storage.recover()?;
         Ok(storage)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, Error> {
         cf(&self.db, name)
+    }
+
+    /// The database, for the caller's own column families
+    /// ([`RocksOptions::extra_column_families`]).
+    pub fn db(&self) -> Arc<DB> {
+        self.db.clone()
+    }
+
+    /// With [`RocksOptions::external_log`]: the caller's log position that
+    /// the head now covers (opaque bytes), stored by the next flush. The
+    /// caller sets it after appending everything up to that position.
+    pub fn set_log_position(&self, position: Vec<u8>) {
+        *self.log_position.lock() = Some(position);
+    }
+
+    /// The log position the last flush stored: replaying the caller's log
+    /// after it restores everything appended since.
+    pub fn log_position(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.db.get_cf(self.cf(CF_META)?, LOG_POSITION_KEY)?)
     }
 
     /// Loads the series table and every series' last chunk, then replays the log.
@@ -858,9 +916,12 @@ impl Storage for RocksStorage {
         for (id, samples) in &entries {
             self.index_partitions(&mut head, *id, samples, &mut wb)?;
         }
-        if !entries.is_empty() {
-            let seq = head.next_seq;
-            wb.put_cf(self.cf(CF_WAL)?, seq.to_be_bytes(), wal::encode(&entries));
+        // With an external log only new series and postings are written here
+        // (mostly nothing); otherwise the log record makes the samples durable.
+        if !self.opts.external_log && !entries.is_empty() {
+            wb.put_cf(self.cf(CF_WAL)?, head.next_seq.to_be_bytes(), wal::encode(&entries));
+        }
+        if !wb.is_empty() {
             if let Err(e) = self.db.write_opt(wb, &self.write_opts()) {
                 // Nothing was stored: forget the series this batch created,
                 // and make the others write their postings again.
@@ -873,7 +934,9 @@ impl Storage for RocksStorage {
                 }
                 return Err(e.into());
             }
-            head.next_seq = seq + 1;
+            if !self.opts.external_log {
+                head.next_seq += 1;
+            }
         }
         let mut cut = WriteBatch::default();
         for (id, samples) in &entries {
@@ -973,6 +1036,9 @@ impl Storage for RocksStorage {
         }
         let trimmed = head.next_seq;
         wb.delete_range_cf(self.cf(CF_WAL)?, 0u64.to_be_bytes(), trimmed.to_be_bytes());
+        if let Some(position) = self.log_position.lock().as_ref() {
+            wb.put_cf(self.cf(CF_META)?, LOG_POSITION_KEY, position);
+        }
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.db.write_opt(wb, &w)?;

@@ -2,10 +2,12 @@
 //! snapshot of a replicated shard is made of (see `pharos-raft`).
 //!
 //! [`RocksStorage::checkpoint`] is a RocksDB checkpoint (hard links to the
-//! table files plus what the memtables held) of every column family. It
+//! table files plus what the memtables held) of the engine's column families
+//! (a caller's own, such as a raft log, are dropped from it). It
 //! holds a prefix of the engine's write batches, and it includes the
 //! engine's own write-ahead log, so it holds every sample appended before
-//! it, flushed or not. It needs no lock: an append's first batch (series,
+//! it, flushed or not (with an external log, only what was flushed: the
+//! caller flushes first). It needs no lock: an append's first batch (series,
 //! postings, log record) makes the samples recoverable, and its second
 //! (chunks cut full) only writes what replaying the log rebuilds anyway;
 //! so queries and appends go on while the memtables are flushed for it.
@@ -36,6 +38,19 @@ impl RocksStorage {
     /// copy, whatever the size.
     pub fn checkpoint(&self, dir: &Path) -> Result<(), Error> {
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        // The caller's column families (a raft log) are not the engine's
+        // data: drop them from the copy, which deletes their files there.
+        let extra: Vec<String> = DB::list_cf(&Options::default(), dir)?
+            .into_iter()
+            .filter(|n| n != "default" && !CFS.contains(&n.as_str()))
+            .collect();
+        if !extra.is_empty() {
+            let all = CFS.iter().map(|n| n.to_string()).chain(extra.iter().cloned());
+            let mut copy = DB::open_cf(&Options::default(), dir, all)?;
+            for name in &extra {
+                copy.drop_cf(name)?;
+            }
+        }
         Ok(())
     }
 
