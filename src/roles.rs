@@ -132,6 +132,17 @@ fn register_scrape_metrics(metrics: &Metrics, scraper: &Scraper) {
     });
 }
 
+/// The write streams a writer (gateway, scraper) opened to the ingesters.
+fn register_write_stream_metrics(metrics: &Metrics) {
+    metrics.register(|e| {
+        e.counter(
+            "pharos_cluster_write_streams_opened_total",
+            "Write streams opened to ingesters: one per shard replica written to, plus one per reopen after a break.",
+            pharos_cluster::write_streams_opened_total() as f64,
+        );
+    });
+}
+
 /// Every [`FLUSH_EVERY`]: drops data past retention, then flushes the
 /// TSDB so the log stays short.
 fn spawn_maintenance(tsdb: Arc<RocksStorage>) {
@@ -264,6 +275,7 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(topo.gateway.id == a.id, "gateway {:?} is not in the topology", a.id);
     let http = bind(&topo.gateway.http).await?;
     let metrics = Metrics::new();
+    register_write_stream_metrics(&metrics);
     let cluster = Arc::new(topo.cluster()?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
     let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
@@ -286,6 +298,7 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     };
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
+    register_write_stream_metrics(&metrics);
     let cluster = Arc::new(topo.cluster()?);
     let members = match a.kubernetes_members.member_pods() {
         Some(pods) => {

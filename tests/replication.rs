@@ -359,6 +359,12 @@ fn leader_killed_during_writes_loses_no_acknowledged_sample() {
         acked.len()
     );
     check_all_back(&c.base, t0, &acked);
+    // The gateway wrote over a stream to the old leader, then over another
+    // to the new one (the killed leader's stream broke).
+    let m = client().get(format!("{}/metrics", c.base)).send().unwrap().text().unwrap();
+    let streams = metric(&m, "pharos_cluster_write_streams_opened_total");
+    assert!(streams >= Some(2.0), "write streams opened: {streams:?}");
+    eprintln!("the gateway opened {} write streams", streams.unwrap_or(0.0));
     // The killed replica is back (the supervisor restarts it) and caught up.
     c.converged();
 }

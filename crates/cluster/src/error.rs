@@ -1,3 +1,5 @@
+use pharos_proto::pharos::v1 as pb;
+
 /// Errors of the cluster layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,5 +68,68 @@ impl Error {
             }
             _ => Error::Unavailable { shard, msg: s.message().to_string() },
         }
+    }
+}
+
+/// A failed write on a write stream carries what the unary Write's status
+/// would (see `write_stream.rs`).
+impl From<Error> for pb::WriteError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotLeader { leader, addr } => pb::WriteError {
+                code: tonic::Code::FailedPrecondition as i32,
+                message: NOT_LEADER.into(),
+                leader_id: leader,
+                leader_addr: addr,
+            },
+            other => {
+                let s = tonic::Status::from(other);
+                pb::WriteError {
+                    code: s.code() as i32,
+                    message: s.message().into(),
+                    leader_id: None,
+                    leader_addr: None,
+                }
+            }
+        }
+    }
+}
+
+impl Error {
+    /// The error a write on a write stream to shard `shard` failed with:
+    /// the same as [`Error::from_status`] of the unary Write's status.
+    pub fn from_write_error(shard: u32, e: pb::WriteError) -> Self {
+        let code = tonic::Code::from(e.code);
+        if code == tonic::Code::FailedPrecondition && e.message == NOT_LEADER {
+            return Error::NotLeader { leader: e.leader_id, addr: e.leader_addr };
+        }
+        Error::from_status(shard, tonic::Status::new(code, e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error survives the trip through a write stream's answer as it
+    /// survives the unary Write's status.
+    #[test]
+    fn write_errors_decode_as_statuses_do() {
+        let cases = || {
+            vec![
+                Error::NotLeader { leader: Some(3), addr: Some("10.0.0.3:9095".into()) },
+                Error::NotLeader { leader: None, addr: None },
+                Error::BadRequest("no batch".into()),
+                Error::Unavailable { shard: 0, msg: "no quorum".into() },
+                Error::Internal("boom".into()),
+            ]
+        };
+        for (a, b) in cases().into_iter().zip(cases()) {
+            let via_stream = Error::from_write_error(7, pb::WriteError::from(a));
+            let via_status = Error::from_status(7, tonic::Status::from(b));
+            assert_eq!(format!("{via_stream:?}"), format!("{via_status:?}"));
+        }
+        let hint = Error::from_write_error(7, Error::NotLeader { leader: Some(3), addr: None }.into());
+        assert!(matches!(hint, Error::NotLeader { leader: Some(3), addr: None }), "{hint:?}");
     }
 }

@@ -5,6 +5,9 @@
 //! read first passes the replica's read barrier, so only the leader answers
 //! and it answers with every acknowledged write. Followers answer
 //! "not leader" (see [`crate::Error::NotLeader`]).
+//!
+//! Writes arrive as unary `Write` calls or, from the distributor, on
+//! long-lived `WriteStream`s (`write_stream.rs`); both take the same path.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +17,8 @@ use futures::Stream;
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::pharos::v1::ingester_server::{Ingester, IngesterServer};
 use pharos_raft::Replica;
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::*;
 use crate::{Error, LocalShard, MAX_MESSAGE_BYTES, Shard};
@@ -25,12 +29,55 @@ const SELECT_BATCH: usize = 256;
 pub struct IngesterService {
     shard: LocalShard,
     replica: Option<Arc<Replica>>,
+    /// Turns true when the server shuts down: its write streams end.
+    closing: watch::Sender<bool>,
+}
+
+/// Where a write goes: through raft on a replicated shard, else to the TSDB.
+#[derive(Clone)]
+struct Writer {
+    shard: LocalShard,
+    replica: Option<Arc<Replica>>,
+}
+
+impl Writer {
+    async fn write(self, req: pb::WriteRequest) -> Result<pb::WriteResponse, Error> {
+        let batch = req.series.into_iter().map(series_from_proto).collect();
+        let res = match &self.replica {
+            Some(r) => r.write(&req.tenant, batch).await?,
+            None => self.shard.append(&req.tenant, batch).await?,
+        };
+        Ok(pb::WriteResponse {
+            accepted: res.accepted,
+            rejected: res
+                .rejected
+                .into_iter()
+                .map(|r| pb::Rejection {
+                    series: r.labels.to_string(),
+                    reason: r.reason.as_str().to_string(),
+                    count: r.count,
+                    first_timestamp: r.first_t,
+                })
+                .collect(),
+        })
+    }
 }
 
 impl IngesterService {
     /// `replica`: the shard's raft replica when the shard is replicated.
     pub fn new(shard: LocalShard, replica: Option<Arc<Replica>>) -> Self {
-        Self { shard, replica }
+        Self { shard, replica, closing: watch::channel(false).0 }
+    }
+
+    /// Ends every open write stream (at shutdown: a server waits for its
+    /// streams to end, and a client keeps a write stream open for good).
+    /// Writers still waiting on them fail over or retry.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn writer(&self) -> Writer {
+        Writer { shard: self.shard.clone(), replica: self.replica.clone() }
     }
 
     /// Before a read: on a replicated shard, the leader's ReadIndex check.
@@ -47,25 +94,19 @@ type SelectStream = Pin<Box<dyn Stream<Item = Result<pb::SelectResponse, Status>
 #[tonic::async_trait]
 impl Ingester for IngesterService {
     async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
-        let req = req.into_inner();
-        let batch = req.series.into_iter().map(series_from_proto).collect();
-        let res = match &self.replica {
-            Some(r) => r.write(&req.tenant, batch).await.map_err(Error::from)?,
-            None => self.shard.append(&req.tenant, batch).await?,
-        };
-        Ok(Response::new(pb::WriteResponse {
-            accepted: res.accepted,
-            rejected: res
-                .rejected
-                .into_iter()
-                .map(|r| pb::Rejection {
-                    series: r.labels.to_string(),
-                    reason: r.reason.as_str().to_string(),
-                    count: r.count,
-                    first_timestamp: r.first_t,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.writer().write(req.into_inner()).await?))
+    }
+
+    type WriteStreamStream = crate::write_stream::Answers;
+
+    async fn write_stream(
+        &self,
+        req: Request<Streaming<pb::WriteStreamRequest>>,
+    ) -> Result<Response<Self::WriteStreamStream>, Status> {
+        let writer = self.writer();
+        let answers =
+            crate::write_stream::serve(req.into_inner(), self.closing.subscribe(), move |w| writer.clone().write(w));
+        Ok(Response::new(answers))
     }
 
     type SelectStream = SelectStream;
@@ -148,14 +189,18 @@ pub async fn serve_ingester(
 ) -> Result<(), Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let raft = replica.clone().map(crate::RaftService::server);
-    let svc = IngesterServer::new(IngesterService::new(shard, replica))
+    let service = Arc::new(IngesterService::new(shard, replica));
+    let svc = IngesterServer::from_arc(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tracing::info!(?addr, "ingester gRPC serving");
     tonic::transport::Server::builder()
         .add_service(svc)
         .add_optional_service(raft)
-        .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming_nodelay(listener), async move {
+            shutdown.await;
+            service.close_streams();
+        })
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
 }

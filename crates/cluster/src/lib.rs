@@ -2,7 +2,8 @@
 //!
 //! - [`Shard`]: one shard's storage as seen from another role, either in the
 //!   same process ([`LocalShard`], the embedded `pharos up`) or over gRPC
-//!   ([`RemoteShard`], `pharos cluster up` and Kubernetes).
+//!   ([`RemoteShard`], `pharos cluster up` and Kubernetes). A remote shard
+//!   writes over one long-lived gRPC stream per replica (`write_stream.rs`).
 //! - [`Cluster`]: the distributor and the fan-out reader in one. It routes
 //!   each series of a write to the shard that owns it on the [`Ring`] and
 //!   reads every shard for a query, merging what comes back.
@@ -28,6 +29,7 @@ mod pushdown;
 mod raft;
 mod ring;
 mod shard;
+mod write_stream;
 
 pub use convert::*;
 pub use distributor::Cluster;
@@ -37,6 +39,7 @@ pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
 pub use ring::{Ring, VNODES};
 pub use shard::{LocalShard, RemoteShard, Shard};
+pub use write_stream::write_streams_opened_total;
 
 /// Largest gRPC message accepted or sent (remote_write batches can be big).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

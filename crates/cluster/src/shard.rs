@@ -1,7 +1,7 @@
 //! One shard's storage as the other roles see it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::convert::*;
+use crate::write_stream::StreamClient;
 use crate::{DEFAULT_INFLIGHT_BYTES, Error, InflightBytes, MAX_MESSAGE_BYTES};
 
 /// The operations the distributor and the querier need from one shard.
@@ -110,6 +111,8 @@ struct ReplicaClient {
     node: Option<u64>,
     addr: String,
     client: IngesterClient<Channel>,
+    /// Writes go over this replica's write stream (same channel).
+    stream: Arc<StreamClient>,
 }
 
 /// A shard reached over gRPC: one replica, or the replicas of a raft group.
@@ -121,6 +124,8 @@ struct ReplicaClient {
 /// [`SHARD_DEADLINE`]. Retrying a write is safe: a batch
 /// applied twice stores nothing new (exact duplicates are dropped).
 /// Connections are made lazily and re-made after failures by tonic.
+/// Writes travel on one long-lived stream per replica (`write_stream.rs`),
+/// each write one attempt of the same retry loop; reads are unary calls.
 #[derive(Clone)]
 pub struct RemoteShard {
     id: u32,
@@ -130,6 +135,8 @@ pub struct RemoteShard {
     /// Write bytes in flight to this shard at most (see `inflight.rs`).
     write_budget: InflightBytes,
     deadline: Duration,
+    /// Write streams opened to this shard's replicas (first use and reopens).
+    streams_opened: Arc<AtomicU64>,
 }
 
 impl RemoteShard {
@@ -144,6 +151,7 @@ impl RemoteShard {
             return Err(Error::BadRequest(format!("shard {id} has no replica")));
         }
         let mut clients = Vec::new();
+        let streams_opened = Arc::new(AtomicU64::new(0));
         for (node, addr) in replicas {
             let channel = Channel::from_shared(format!("http://{addr}"))
                 .map_err(|e| Error::BadRequest(format!("bad ingester address {addr:?}: {e}")))?
@@ -152,7 +160,8 @@ impl RemoteShard {
             let client = IngesterClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
-            clients.push(ReplicaClient { node: *node, addr: addr.clone(), client });
+            let stream = Arc::new(StreamClient::new(id, addr, client.clone(), streams_opened.clone()));
+            clients.push(ReplicaClient { node: *node, addr: addr.clone(), client, stream });
         }
         Ok(Self {
             id,
@@ -161,7 +170,14 @@ impl RemoteShard {
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
             write_budget: InflightBytes::new(DEFAULT_INFLIGHT_BYTES),
             deadline: SHARD_DEADLINE,
+            streams_opened,
         })
+    }
+
+    /// Write streams opened so far to this shard's replicas: one per
+    /// replica written to, plus one per reopen after a stream broke.
+    pub fn write_streams_opened(&self) -> u64 {
+        self.streams_opened.load(Ordering::Relaxed)
     }
 
     /// Write bytes this shard may hold in flight before writers wait
@@ -187,12 +203,26 @@ impl RemoteShard {
         Error::from_status(self.id, s)
     }
 
-    /// Runs `f` against the leader, following redirects and failing over
-    /// (see the type's overview).
+    /// Runs the unary call `f` against the leader (see [`Self::call_replica`]).
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         F: Fn(IngesterClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let shard = self.id;
+        self.call_replica(|r| {
+            let call = f(r.client.clone());
+            async move { call.await.map_err(|s| Error::from_status(shard, s)) }
+        })
+        .await
+    }
+
+    /// Runs `f` against the leader's client, following redirects and
+    /// failing over (see the type's overview).
+    async fn call_replica<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        F: Fn(&ReplicaClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let _permit = self.inflight.acquire().await.map_err(|_| Error::Internal("shard client closed".into()))?;
         let n = self.replicas.len();
@@ -203,13 +233,13 @@ impl RemoteShard {
         // naming one of them is not followed.
         let mut down = vec![false; n];
         loop {
-            let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(self.replicas[i].client.clone())).await;
+            let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(&self.replicas[i])).await;
             let err = match attempt {
                 Ok(Ok(v)) => {
                     self.leader.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Ok(Err(s)) => self.err(s),
+                Ok(Err(e)) => e,
                 Err(_) => Error::Unavailable { shard: self.id, msg: format!("{} timed out", self.replicas[i].addr) },
             };
             let next = match &err {
@@ -262,12 +292,13 @@ impl Shard for RemoteShard {
         // Each attempt converts the batch afresh: a first attempt that
         // succeeds copies the labels once, not twice (convert, then clone).
         let resp = self
-            .call(|mut c| {
+            .call_replica(|r| {
                 let req = pb::WriteRequest {
                     tenant: tenant.to_string(),
                     series: batch.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
                 };
-                async move { c.write(req).await.map(|r| r.into_inner()) }
+                let stream = r.stream.clone();
+                async move { stream.write(req).await }
             })
             .await?;
         let duplicates = 0; // folded into `accepted` by the ingester
