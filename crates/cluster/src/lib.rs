@@ -9,6 +9,8 @@
 //! - [`InflightBytes`]: a byte budget of writes in flight to one shard, so a
 //!   slow shard holds its writers back instead of growing memory.
 //! - [`IngesterService`]: the gRPC server an ingester runs over its TSDB.
+//! - [`ReadReplica`]: whether a read goes to the shard's leader or to any
+//!   replica (a linearizable follower read).
 //! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
 //!   shard over gRPC (`pharos-raft` owns the consensus itself).
 //!
@@ -26,6 +28,7 @@ mod inflight;
 mod ingester;
 mod pushdown;
 mod raft;
+mod read;
 mod ring;
 mod shard;
 
@@ -35,6 +38,7 @@ pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
+pub use read::{READ_REPLICA_HEADER, ReadReplica};
 pub use ring::{Ring, VNODES};
 pub use shard::{LocalShard, RemoteShard, Shard};
 
