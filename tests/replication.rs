@@ -797,10 +797,19 @@ fn follower_reads(c: &Cluster) -> std::collections::BTreeMap<String, u64> {
 /// A querier in follower mode (`cluster up --read-replica follower`) reads
 /// the replicas in turn, and a read right after a write's acknowledgement
 /// sees it whichever replica serves it (a follower first gets the leader's
-/// read index and applies it): before, while and after a follower is killed.
+/// read index and applies it): before, while and after a follower is killed;
+/// and a follower cut off from the leader (raft traffic through a proxy),
+/// still reachable by the querier, serves no read: it cannot get a read
+/// index, so the querier reads another replica instead of its stale data.
 #[test]
 fn follower_reads_see_every_acknowledged_sample_while_a_follower_is_down() {
-    let c = Cluster::start_with(1, tempfile::tempdir().unwrap(), &["--read-replica", "follower"]);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("topology.json");
+    let proxy = common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
+    let routes = dir.path().join("raft-routes.json");
+    std::fs::write(&routes, proxy.routes().to_string()).unwrap();
+    let routes = routes.display().to_string();
+    let c = Cluster::start_with(1, dir, &["--read-replica", "follower", "--raft-routes", &routes]);
     let t0 = now_ms() - 3_600_000;
     let leader = c.leader(0, None);
     for k in 0..30 {
@@ -851,4 +860,21 @@ fn follower_reads_see_every_acknowledged_sample_while_a_follower_is_down() {
     let after = follower_reads(&c);
     assert!(after[&victim] > before, "the restarted {victim} served no read: {after:?}\n{}", c.logs());
     eprintln!("follower reads by replica (leader {leader}, {victim} killed and restarted): {after:?}");
+
+    let leader = c.leader(0, None);
+    let cut = ["ingester-0", "ingester-1", "ingester-2"].into_iter().find(|id| *id != leader).unwrap();
+    proxy.isolate(cut);
+    let before = follower_reads(&c)[cut];
+    for k in 90..120 {
+        write_then_read(&c.base, t0, k);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = follower_reads(&c);
+    assert_eq!(during[cut], before, "{cut}, cut off from the leader, served reads: {during:?}");
+    proxy.heal(cut);
+    c.converged();
+    for k in 120..130 {
+        write_then_read(&c.base, t0, k);
+    }
+    all_of_rw_back(&c.base, t0, 130);
 }
