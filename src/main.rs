@@ -36,7 +36,7 @@ enum Command {
     /// One replica of one shard: the TSDB behind a gRPC service.
     Ingester(IngesterArgs),
     /// PromQL over every shard, serving the Prometheus query API.
-    Querier(RoleArgs),
+    Querier(QuerierArgs),
     /// The public endpoint: remote_write in, the query API out.
     Gateway(RoleArgs),
     /// Scrapes the targets this scraper owns and writes to the shards.
@@ -150,6 +150,8 @@ pub struct ClusterUpArgs {
     pub storage: StorageArgs,
     #[command(flatten)]
     pub raft: replication::RaftArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// A JSON file `{replica id: {peer id: address}}`: where each replica
     /// sends its raft RPCs for a peer instead of the peer's gRPC address
     /// (the topology's `raft_routes`), e.g. through a fault-injecting proxy.
@@ -167,6 +169,25 @@ pub struct RoleArgs {
     /// Exit when this process (the supervisor) is gone.
     #[arg(long)]
     pub parent_pid: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct QuerierArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// Flags of a querier's reads.
+#[derive(Args, Clone, Copy)]
+pub struct ReadArgs {
+    /// Which replica of a replicated shard answers the querier's reads:
+    /// `leader` (after its ReadIndex check), or `follower`: any replica in
+    /// turn, a follower after getting the leader's read index and applying
+    /// it. Both see every acknowledged write.
+    #[arg(long, default_value_t = pharos_cluster::ReadReplica::Leader)]
+    pub read_replica: pharos_cluster::ReadReplica,
 }
 
 #[derive(Args)]

@@ -69,6 +69,9 @@ pub async fn start_replica(
     let mut opts = ReplicaOptions::new(id, member, data_dir.join("raft"));
     opts.snapshot_every = raft.raft_snapshot_every;
     opts.log_keep = raft.raft_log_keep;
+    // Where the replicas listen now, to name the leader to clients and to
+    // `pharos admin` (the membership holds the addresses of the first start).
+    opts.addresses = members.iter().map(|(n, m)| (*n, m.grpc.clone())).collect();
     // The topology, not the membership stored in the raft log, says where a
     // peer listens now: `cluster up` picks new ports on every start, so the
     // addresses in the log are those of the first start. A peer that is not
@@ -139,14 +142,15 @@ pub fn register_raft_metrics(metrics: &Metrics, replica: Arc<Replica>) {
     });
 }
 
-/// The leader's gRPC address, asked of any replica `via`.
+/// The leader's gRPC address, asked of any replica `via`: where the leader
+/// listens now as `via` knows it from its topology, not the address in the
+/// raft membership (that of the leader's first start).
 async fn leader_of(via: &str) -> anyhow::Result<String> {
     let st = pharos_cluster::replica_status(via, std::time::Duration::from_secs(5))
         .await
         .with_context(|| format!("cannot ask {via} for its raft status"))?;
     let leader = st.leader.with_context(|| format!("{via} knows no leader of its shard"))?;
-    let m = st.members.get(&leader).with_context(|| format!("leader {leader} is not among the members"))?;
-    Ok(m.grpc.clone())
+    st.leader_addr.with_context(|| format!("{via} knows no address of leader {leader}"))
 }
 
 /// `pharos admin ...`: membership changes through the shard's leader.

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pharos_api::{Metrics, QueryState};
-use pharos_cluster::{Cluster, LocalShard};
+use pharos_cluster::{Cluster, LocalShard, ReadReplica};
 use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
 
 use crate::reload::Reloader;
 use crate::topology::Topology;
-use crate::{IngesterArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
+use crate::{IngesterArgs, QuerierArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
 
 /// How often heads are written to disk so the write-ahead log stays short.
 const FLUSH_EVERY: Duration = Duration::from_secs(600);
@@ -257,12 +257,14 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn querier(a: RoleArgs) -> anyhow::Result<()> {
+pub async fn querier(q: QuerierArgs) -> anyhow::Result<()> {
+    let a = q.role;
     let topo = Topology::load(&a.topology)?;
     let me = find(&topo.queriers, &a.id).with_context(|| format!("querier {:?} is not in the topology", a.id))?;
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
-    let cluster = Arc::new(topo.cluster()?);
+    tracing::info!(read_replica = %q.read.read_replica, "querier reads");
+    let cluster = Arc::new(topo.cluster(q.read.read_replica)?);
     let router = pharos_api::query_routes(query_state(cluster, metrics.clone()))
         .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
@@ -276,7 +278,7 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     let http = bind(&topo.gateway.http).await?;
     let metrics = Metrics::new();
     register_write_stream_metrics(&metrics);
-    let cluster = Arc::new(topo.cluster()?);
+    let cluster = Arc::new(topo.cluster(ReadReplica::Leader)?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
     let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
     let router = pharos_api::write_routes(cluster, metrics.clone())
@@ -299,7 +301,7 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
     register_write_stream_metrics(&metrics);
-    let cluster = Arc::new(topo.cluster()?);
+    let cluster = Arc::new(topo.cluster(ReadReplica::Leader)?);
     let members = match a.kubernetes_members.member_pods() {
         Some(pods) => {
             tracing::info!(selector = %pods.selector, "scraper membership from the Kubernetes API");

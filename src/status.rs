@@ -52,11 +52,21 @@ pub fn render(topo: &Topology, answers: &Answers) -> Value {
             shard.replicas.iter().filter_map(|r| answers.get(&r.id).and_then(Option::as_ref)).collect();
         // The replica that says it leads, in the newest term.
         let leader = statuses.iter().filter(|s| s.state == "leader").max_by_key(|s| s.term);
-        st["leader"] = json!(leader.map(|l| l.name.clone()));
-        st["term"] = json!(statuses.iter().map(|s| s.term).max());
+        let term = statuses.iter().map(|s| s.term).max();
+        // Without an answer from it: the leader the others name in the newest term.
+        let named = || statuses.iter().filter(|s| Some(s.term) == term).find_map(|s| s.leader_name.clone());
+        st["leader"] = json!(leader.map(|l| l.name.clone()).or_else(named));
+        st["term"] = json!(term);
         st["commit_index"] = json!(leader.map(|l| l.commit_index));
         st["applied_index"] = json!(leader.and_then(|l| l.applied_index));
-        st["members"] = json!(leader.map(|l| l.members.values().map(|m| m.name.clone()).collect::<Vec<_>>()));
+        // The group as the leader sees it, else as the newest answer does.
+        let view = leader.or_else(|| statuses.iter().max_by_key(|s| (s.term, s.last_log_index)));
+        let names = |ids: &[u64]| -> Vec<String> {
+            let v = view.map(|v| &v.members);
+            ids.iter().map(|id| v.and_then(|m| m.get(id)).map_or_else(|| id.to_string(), |m| m.name.clone())).collect()
+        };
+        st["members"] = json!(view.map(|v| names(&v.voters)));
+        st["learners"] = json!(view.map(|v| names(&v.learners)));
         if let Some(reps) = st.get_mut("replicas").and_then(Value::as_array_mut) {
             for (rv, r) in reps.iter_mut().zip(&shard.replicas) {
                 match answers.get(&r.id).and_then(Option::as_ref) {
@@ -70,11 +80,13 @@ pub fn render(topo: &Topology, answers: &Answers) -> Value {
                         rv["snapshot_index"] = json!(s.snapshot_index);
                         rv["purged_index"] = json!(s.purged_index);
                         rv["snapshots_installed"] = json!(s.snapshots_installed);
-                        let lag = leader.and_then(|l| l.lag.get(&s.id).copied()).unwrap_or_else(|| {
-                            leader
-                                .and_then(|l| l.last_log_index)
-                                .unwrap_or(0)
-                                .saturating_sub(s.last_log_index.unwrap_or(0))
+                        rv["leader_reads"] = json!(s.leader_reads);
+                        rv["follower_reads"] = json!(s.follower_reads);
+                        // Entries behind the leader's log; unknown without a leader.
+                        let lag = leader.map(|l| {
+                            l.lag.get(&s.id).copied().unwrap_or_else(|| {
+                                l.last_log_index.unwrap_or(0).saturating_sub(s.last_log_index.unwrap_or(0))
+                            })
                         });
                         rv["lag"] = json!(lag);
                     }
@@ -83,4 +95,93 @@ pub fn render(topo: &Topology, answers: &Answers) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use pharos_raft::Member;
+
+    use super::*;
+    use crate::topology::{Endpoint, ShardTopology};
+
+    fn topo() -> Topology {
+        let ep = |id: &str| Endpoint::new(id, Some(format!("{id}:1")), format!("{id}:2"));
+        Topology {
+            shards: vec![ShardTopology { id: 0, replicas: vec![ep("ingester-0"), ep("ingester-1"), ep("ingester-2")] }],
+            scrapers: vec![],
+            queriers: vec![],
+            gateway: ep("gateway"),
+        }
+    }
+
+    fn status(id: u64, state: &str, term: u64, leader: Option<u64>, last: u64) -> ReplicaStatus {
+        let members: BTreeMap<u64, Member> =
+            (0..3).map(|n| (n, Member { name: format!("ingester-{n}"), grpc: format!("old-{n}") })).collect();
+        ReplicaStatus {
+            id,
+            name: format!("ingester-{id}"),
+            state: state.into(),
+            term,
+            leader,
+            leader_name: leader.map(|l| format!("ingester-{l}")),
+            leader_addr: None,
+            last_log_index: Some(last),
+            commit_index: last,
+            applied_index: Some(last),
+            voters: vec![0, 1, 2],
+            learners: vec![],
+            members,
+            lag: if state == "leader" { BTreeMap::from([(0, 5), (2, 0)]) } else { BTreeMap::new() },
+            millis_since_quorum_ack: None,
+            snapshot_index: None,
+            purged_index: None,
+            snapshots_built: 0,
+            snapshots_installed: 0,
+            last_snapshot_install_ms: 0,
+            leader_reads: 0,
+            follower_reads: 3,
+        }
+    }
+
+    #[test]
+    fn every_shard_shows_leader_term_indexes_members_and_lag_per_replica() {
+        let answers: Answers = HashMap::from([
+            ("ingester-0".to_string(), Some(status(0, "follower", 4, Some(1), 95))),
+            ("ingester-1".to_string(), Some(status(1, "leader", 4, Some(1), 100))),
+            ("ingester-2".to_string(), None),
+        ]);
+        let v = render(&topo(), &answers);
+        let s = &v["shards"][0];
+        assert_eq!(s["leader"], "ingester-1");
+        assert_eq!(
+            (s["term"].as_u64(), s["commit_index"].as_u64(), s["applied_index"].as_u64()),
+            (Some(4), Some(100), Some(100))
+        );
+        assert_eq!(s["members"], json!(["ingester-0", "ingester-1", "ingester-2"]));
+        let r = &s["replicas"];
+        assert_eq!(
+            (r[0]["state"].as_str(), r[0]["lag"].as_u64(), r[0]["applied_index"].as_u64()),
+            (Some("follower"), Some(5), Some(95))
+        );
+        assert_eq!((r[1]["state"].as_str(), r[1]["lag"].as_u64()), (Some("leader"), Some(0)));
+        assert_eq!(r[0]["follower_reads"], 3);
+        assert_eq!(r[2]["state"], "unreachable");
+
+        // The leader does not answer: the others name it; no lag without it.
+        let answers: Answers = HashMap::from([
+            ("ingester-0".to_string(), Some(status(0, "follower", 4, Some(1), 95))),
+            ("ingester-1".to_string(), None),
+            ("ingester-2".to_string(), Some(status(2, "follower", 4, Some(1), 97))),
+        ]);
+        let v = render(&topo(), &answers);
+        let s = &v["shards"][0];
+        assert_eq!(s["leader"], "ingester-1");
+        assert!(s["commit_index"].is_null(), "{s}");
+        assert_eq!(s["members"], json!(["ingester-0", "ingester-1", "ingester-2"]));
+        assert!(s["replicas"][0]["lag"].is_null(), "{s}");
+    }
 }

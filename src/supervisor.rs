@@ -172,7 +172,9 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
         plan_procs.push(("scraper", s.clone(), None, args));
     }
     for q in &topo.queriers {
-        plan_procs.push(("querier", q.clone(), None, common("querier", &q.id)));
+        let mut args = common("querier", &q.id);
+        args.extend(["--read-replica".into(), a.read.read_replica.to_string()]);
+        plan_procs.push(("querier", q.clone(), None, args));
     }
     plan_procs.push(("gateway", topo.gateway.clone(), None, common("gateway", &topo.gateway.id)));
     let result = run(&a, &exe, &topo, plan_procs, &mut procs).await;

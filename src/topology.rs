@@ -127,8 +127,8 @@ impl Topology {
     }
 
     /// A remote client for every shard, which finds and follows the leader
-    /// of a replicated one.
-    pub fn cluster(&self) -> anyhow::Result<pharos_cluster::Cluster> {
+    /// of a replicated one; its reads go to the replicas `read` says.
+    pub fn cluster(&self, read: pharos_cluster::ReadReplica) -> anyhow::Result<pharos_cluster::Cluster> {
         let mut shards: Vec<std::sync::Arc<dyn pharos_cluster::Shard>> = Vec::new();
         for s in &self.shards {
             let replicas: Vec<(Option<u64>, String)> = s
@@ -136,7 +136,8 @@ impl Topology {
                 .iter()
                 .map(|r| Ok((node_id(&r.id), r.grpc.clone().context("replica without grpc")?)))
                 .collect::<anyhow::Result<_>>()?;
-            shards.push(std::sync::Arc::new(pharos_cluster::RemoteShard::replicated(s.id, &replicas)?));
+            let shard = pharos_cluster::RemoteShard::replicated(s.id, &replicas)?.with_read_replica(read);
+            shards.push(std::sync::Arc::new(shard));
         }
         Ok(pharos_cluster::Cluster::new(shards))
     }

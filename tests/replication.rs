@@ -142,6 +142,30 @@ impl Cluster {
     fn data_dir(&self, id: &str) -> std::path::PathBuf {
         self.dir.path().join("data").join(id)
     }
+
+    /// A new ingester `id` of shard 0, outside the supervisor, in a copy of
+    /// the topology that lists it with the shard, once ready; with its gRPC
+    /// and HTTP addresses. It waits to be added to the raft group.
+    fn extra_ingester(&self, id: &str, args: &[&str]) -> (Proc, String, String) {
+        let mut topo: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("topology.json")).unwrap()).unwrap();
+        let (grpc, http) = (free_addr(), free_addr());
+        topo["shards"][0]["replicas"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"id": id, "grpc": grpc, "http": http}));
+        let topo_path = self.dir.path().join(format!("topology-with-{id}.json"));
+        std::fs::write(&topo_path, topo.to_string()).unwrap();
+        let mut cmd = pharos();
+        cmd.args(["ingester", "--id", id, "--topology"])
+            .arg(&topo_path)
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args(args);
+        let mut p = Proc::start(cmd, &self.dir.path().join("logs").join(format!("{id}.log")));
+        wait_ready(&format!("http://{http}/-/ready"), 30, &mut p);
+        (p, grpc, http)
+    }
 }
 
 impl Drop for Cluster {
@@ -530,6 +554,19 @@ fn full_cluster_restart_keeps_every_acknowledged_sample() {
         gap.as_millis(),
         acked.len()
     );
+
+    // The restart moved every replica to new ports, but the raft membership
+    // holds those of the first start: `pharos admin` through a follower
+    // still reaches the leader (at its address now) to add and remove one.
+    let leader = c.leader(0, None);
+    let topo = c.dir.path().join("topology.json");
+    let follower = ["ingester-0", "ingester-1", "ingester-2"].into_iter().find(|id| *id != leader).unwrap();
+    let via = grpc_of(&topo, follower).unwrap();
+    let (_extra, grpc, _) = c.extra_ingester("ingester-6", &[]);
+    let st = admin(&["add-replica", "--via", &via, "--id", "ingester-6", "--grpc", &grpc]);
+    assert!(voters(&st).contains(&6), "{st}");
+    let st = admin(&["remove-replica", "--via", &via, "--id", "ingester-6"]);
+    assert_eq!(voters(&st), vec![0, 1, 2], "{st}");
 }
 
 /// Which ingesters said they led in which term, from their `/metrics`
@@ -690,24 +727,7 @@ fn dead_replica_is_replaced_with_admin_commands() {
     let dead = ["ingester-0", "ingester-1", "ingester-2"].into_iter().rfind(|id| *id != leader).unwrap().to_string();
     signal(c.pid(&dead), "STOP");
 
-    // The new ingester, in a copy of the topology that lists it with the shard.
-    let mut topo: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("topology.json")).unwrap()).unwrap();
-    let (grpc, http) = (free_addr(), free_addr());
-    topo["shards"][0]["replicas"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"id": "ingester-3", "grpc": grpc, "http": http}));
-    let topo_path = c.dir.path().join("topology-with-ingester-3.json");
-    std::fs::write(&topo_path, topo.to_string()).unwrap();
-    let mut cmd = pharos();
-    cmd.args(["ingester", "--id", "ingester-3", "--topology"])
-        .arg(&topo_path)
-        .arg("--data-dir")
-        .arg(c.data_dir("ingester-3"))
-        .args(SNAPSHOT_OFTEN);
-    let mut new = Proc::start(cmd, &c.dir.path().join("logs").join("ingester-3.log"));
-    wait_ready(&format!("http://{http}/-/ready"), 30, &mut new);
+    let (new, grpc, http) = c.extra_ingester("ingester-3", SNAPSHOT_OFTEN);
 
     let via = grpc_of(&c.dir.path().join("topology.json"), &leader).unwrap();
     let started = Instant::now();
@@ -744,4 +764,123 @@ fn dead_replica_is_replaced_with_admin_commands() {
     );
     // Gone for good, before the supervisor's teardown.
     signal(c.pid(&dead), "KILL");
+}
+
+/// Writes sample `k` of series `rw` (at `t0 + k` s) through the gateway,
+/// then reads the series back at that time: the answer must be `k`, the
+/// sample just acknowledged, whichever replica served the read.
+fn write_then_read(base: &str, t0: i64, k: i64) {
+    let t = t0 + k * 1000;
+    let (status, body) = remote_write(base, encode_write(vec![series("rw", &[], &[(t, k as f64)])]), None);
+    assert_eq!(status, 204, "write {k}: {body}");
+    let (status, v) = query(base, "rw", Some(t as f64 / 1000.0));
+    assert_eq!(status, 200, "{v}");
+    let got = result(&v).first().and_then(|s| s["value"][1].as_str()).and_then(|x| x.parse::<f64>().ok());
+    assert_eq!(got, Some(k as f64), "the read right after write {k} missed it: {v}");
+}
+
+/// Every sample `0..n` of `rw` comes back from one range query.
+fn all_of_rw_back(base: &str, t0: i64, n: i64) {
+    let at = (t0 + (n - 1) * 1000) as f64 / 1000.0;
+    let (status, v) = query(base, &format!("rw[{}s]", n + 1), Some(at));
+    assert_eq!(status, 200, "{v}");
+    let got: BTreeSet<i64> = result(&v)
+        .iter()
+        .flat_map(|s| {
+            s["values"].as_array().unwrap().iter().map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap() as i64)
+        })
+        .collect();
+    assert_eq!(got, (0..n).collect::<BTreeSet<i64>>(), "acknowledged samples missing");
+}
+
+/// Reads served by each replica as a follower, from the status page.
+fn follower_reads(c: &Cluster) -> std::collections::BTreeMap<String, u64> {
+    let st = c.status();
+    let reps = st["data"]["shards"][0]["replicas"].as_array().unwrap().clone();
+    reps.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["follower_reads"].as_u64().unwrap_or(0))).collect()
+}
+
+/// A querier in follower mode (`cluster up --read-replica follower`) reads
+/// the replicas in turn, and a read right after a write's acknowledgement
+/// sees it whichever replica serves it (a follower first gets the leader's
+/// read index and applies it): before, while and after a follower is killed;
+/// and a follower cut off from the leader (raft traffic through a proxy),
+/// still reachable by the querier, serves no read: it cannot get a read
+/// index, so the querier reads another replica instead of its stale data.
+#[test]
+fn follower_reads_see_every_acknowledged_sample_while_a_follower_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("topology.json");
+    let proxy = common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
+    let routes = dir.path().join("raft-routes.json");
+    std::fs::write(&routes, proxy.routes().to_string()).unwrap();
+    let routes = routes.display().to_string();
+    let c = Cluster::start_with(1, dir, &["--read-replica", "follower", "--raft-routes", &routes]);
+    let t0 = now_ms() - 3_600_000;
+    let leader = c.leader(0, None);
+    for k in 0..30 {
+        write_then_read(&c.base, t0, k);
+    }
+    // The status page refreshes every second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let served = follower_reads(&c);
+    let followers: Vec<&String> = served.keys().filter(|id| **id != leader).collect();
+    for f in &followers {
+        assert!(served[*f] > 0, "follower {f} served no read: {served:?}");
+    }
+
+    // A follower killed and kept down (the supervisor held): reads that
+    // would go to it fail over to the other replicas.
+    let victim = followers[0].clone();
+    let sup = c.sup.child.id();
+    signal(sup, "STOP");
+    let pid = c.pid(&victim);
+    kill9(pid);
+    for k in 30..60 {
+        write_then_read(&c.base, t0, k);
+    }
+    all_of_rw_back(&c.base, t0, 60);
+    signal(sup, "CONT");
+
+    // Back (restarted by the supervisor, serving) and caught up, it serves
+    // reads again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = |c: &Cluster| {
+        let p = c.processes().into_iter().find(|p| p["id"] == victim.as_str()).unwrap();
+        let url = format!("{}/-/ready", p["http"].as_str().unwrap());
+        p["pid"].as_u64() != Some(pid as u64) && client().get(url).send().is_ok_and(|r| r.status().is_success())
+    };
+    while !ready(&c) {
+        assert!(Instant::now() < deadline, "{victim} was not restarted:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The status page answers from a poll at most a second old.
+    std::thread::sleep(Duration::from_millis(1500));
+    c.converged();
+    let before = follower_reads(&c)[&victim];
+    for k in 60..90 {
+        write_then_read(&c.base, t0, k);
+    }
+    all_of_rw_back(&c.base, t0, 90);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = follower_reads(&c);
+    assert!(after[&victim] > before, "the restarted {victim} served no read: {after:?}\n{}", c.logs());
+    eprintln!("follower reads by replica (leader {leader}, {victim} killed and restarted): {after:?}");
+
+    let leader = c.leader(0, None);
+    let cut = ["ingester-0", "ingester-1", "ingester-2"].into_iter().find(|id| *id != leader).unwrap();
+    proxy.isolate(cut);
+    let before = follower_reads(&c)[cut];
+    for k in 90..120 {
+        write_then_read(&c.base, t0, k);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = follower_reads(&c);
+    assert_eq!(during[cut], before, "{cut}, cut off from the leader, served reads: {during:?}");
+    proxy.heal(cut);
+    c.converged();
+    for k in 120..130 {
+        write_then_read(&c.base, t0, k);
+    }
+    all_of_rw_back(&c.base, t0, 130);
 }

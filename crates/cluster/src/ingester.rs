@@ -2,9 +2,12 @@
 //!
 //! In a replicated shard the service holds the shard's raft [`Replica`]:
 //! writes go through raft (committed by a quorum, then applied), and every
-//! read first passes the replica's read barrier, so only the leader answers
-//! and it answers with every acknowledged write. Followers answer
-//! "not leader" (see [`crate::Error::NotLeader`]).
+//! read first passes the replica's read barrier, so it answers with every
+//! acknowledged write. A read in leader mode (the default) is answered by
+//! the leader only, followers answer "not leader" (see
+//! [`crate::Error::NotLeader`]); a read in follower mode (see
+//! [`crate::ReadReplica`]) by any replica that gets the leader's read index
+//! and applied it.
 //!
 //! Writes arrive as unary `Write` calls or, from the distributor, on
 //! long-lived `WriteStream`s (`write_stream.rs`); both take the same path.
@@ -21,7 +24,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::*;
-use crate::{Error, LocalShard, MAX_MESSAGE_BYTES, Shard};
+use crate::{Error, LocalShard, MAX_MESSAGE_BYTES, ReadReplica, Shard};
 
 /// Series per streamed Select message.
 const SELECT_BATCH: usize = 256;
@@ -80,10 +83,15 @@ impl IngesterService {
         Writer { shard: self.shard.clone(), replica: self.replica.clone() }
     }
 
-    /// Before a read: on a replicated shard, the leader's ReadIndex check.
-    async fn barrier(&self) -> Result<(), Status> {
+    /// Before a read: on a replicated shard, the leader's ReadIndex check,
+    /// or in follower mode the follower read barrier.
+    async fn barrier(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), Status> {
         if let Some(r) = &self.replica {
-            r.read_barrier().await.map_err(Error::from)?;
+            match ReadReplica::of_request(meta) {
+                ReadReplica::Leader => r.read_barrier().await,
+                ReadReplica::Follower => r.follower_read_barrier().await,
+            }
+            .map_err(Error::from)?;
         }
         Ok(())
     }
@@ -112,9 +120,9 @@ impl Ingester for IngesterService {
     type SelectStream = SelectStream;
 
     async fn select(&self, req: Request<pb::SelectRequest>) -> Result<Response<SelectStream>, Status> {
-        let req = req.into_inner();
+        let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
-        self.barrier().await?;
+        self.barrier(&meta).await?;
         let series = self.shard.select(&req.tenant, &matchers, req.start_ms, req.end_ms).await?;
         let msgs: Vec<Result<pb::SelectResponse, Status>> = series
             .chunks(SELECT_BATCH)
@@ -126,32 +134,33 @@ impl Ingester for IngesterService {
     }
 
     async fn label_names(&self, req: Request<pb::LabelsRequest>) -> Result<Response<pb::LabelsResponse>, Status> {
-        let req = req.into_inner();
+        let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
-        self.barrier().await?;
+        self.barrier(&meta).await?;
         let values = self.shard.labels(&req.tenant, None, &matchers).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
 
     async fn label_values(&self, req: Request<pb::LabelsRequest>) -> Result<Response<pb::LabelsResponse>, Status> {
-        let req = req.into_inner();
+        let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
-        self.barrier().await?;
+        self.barrier(&meta).await?;
         let values = self.shard.labels(&req.tenant, Some(&req.name), &matchers).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
 
     async fn series(&self, req: Request<pb::SelectRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
-        let req = req.into_inner();
+        let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
-        self.barrier().await?;
+        self.barrier(&meta).await?;
         let series = self.shard.series(&req.tenant, &matchers).await?;
         Ok(Response::new(pb::SeriesResponse { series: series.iter().map(|l| series_to_proto(l, &[])).collect() }))
     }
 
     async fn eval(&self, req: Request<pb::EvalRequest>) -> Result<Response<pb::EvalResponse>, Status> {
-        let (tenant, req) = crate::pushdown::request_from_proto(req.into_inner());
-        self.barrier().await?;
+        let (meta, _, req) = req.into_parts();
+        let (tenant, req) = crate::pushdown::request_from_proto(req);
+        self.barrier(&meta).await?;
         let partial = self.shard.eval(&tenant, &req).await?;
         Ok(Response::new(pb::EvalResponse {
             series: partial.series.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),

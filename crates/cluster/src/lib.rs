@@ -10,6 +10,8 @@
 //! - [`InflightBytes`]: a byte budget of writes in flight to one shard, so a
 //!   slow shard holds its writers back instead of growing memory.
 //! - [`IngesterService`]: the gRPC server an ingester runs over its TSDB.
+//! - [`ReadReplica`]: whether a read goes to the shard's leader or to any
+//!   replica (a linearizable follower read).
 //! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
 //!   shard over gRPC (`pharos-raft` owns the consensus itself).
 //!
@@ -27,6 +29,7 @@ mod inflight;
 mod ingester;
 mod pushdown;
 mod raft;
+mod read;
 mod ring;
 mod shard;
 mod write_stream;
@@ -37,6 +40,7 @@ pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
+pub use read::{READ_REPLICA_HEADER, ReadReplica};
 pub use ring::{Ring, VNODES};
 pub use shard::{LocalShard, RemoteShard, Shard};
 pub use write_stream::write_streams_opened_total;

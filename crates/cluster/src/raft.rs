@@ -61,6 +61,10 @@ impl Raft for RaftService {
         self.rpc(RpcKind::InstallSnapshot, req).await
     }
 
+    async fn read_index(&self, req: Request<pb::RaftMessage>) -> Result<Response<pb::RaftMessage>, Status> {
+        self.rpc(RpcKind::ReadIndex, req).await
+    }
+
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         self.status_response()
     }
@@ -138,6 +142,7 @@ impl pharos_raft::Transport for GrpcTransport {
             RpcKind::AppendEntries => client.append_entries(req).await,
             RpcKind::Vote => client.vote(req).await,
             RpcKind::InstallSnapshot => client.install_snapshot(req).await,
+            RpcKind::ReadIndex => client.read_index(req).await,
         };
         match res {
             Ok(r) => Ok(r.into_inner().data),

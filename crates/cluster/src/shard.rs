@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use crate::convert::*;
 use crate::write_stream::StreamClient;
-use crate::{DEFAULT_INFLIGHT_BYTES, Error, InflightBytes, MAX_MESSAGE_BYTES};
+use crate::{DEFAULT_INFLIGHT_BYTES, Error, InflightBytes, MAX_MESSAGE_BYTES, ReadReplica};
 
 /// The operations the distributor and the querier need from one shard.
 #[async_trait]
@@ -126,11 +126,20 @@ struct ReplicaClient {
 /// Connections are made lazily and re-made after failures by tonic.
 /// Writes travel on one long-lived stream per replica (`write_stream.rs`),
 /// each write one attempt of the same retry loop; reads are unary calls.
+///
+/// Reads in [`ReadReplica::Follower`] mode go to the replicas in turn
+/// (round robin, leader included) and ask for a follower read; a replica
+/// that fails (down, no leader it can reach, behind for too long) makes the
+/// read move on to the next one at once, and only a whole round of
+/// failures backs off.
 #[derive(Clone)]
 pub struct RemoteShard {
     id: u32,
     replicas: Arc<Vec<ReplicaClient>>,
     leader: Arc<AtomicUsize>,
+    read_replica: ReadReplica,
+    /// The replica the next follower-mode read starts at.
+    next_read: Arc<AtomicUsize>,
     inflight: Arc<Semaphore>,
     /// Write bytes in flight to this shard at most (see `inflight.rs`).
     write_budget: InflightBytes,
@@ -167,6 +176,8 @@ impl RemoteShard {
             id,
             replicas: Arc::new(clients),
             leader: Arc::new(AtomicUsize::new(0)),
+            read_replica: ReadReplica::Leader,
+            next_read: Arc::new(AtomicUsize::new(0)),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT)),
             write_budget: InflightBytes::new(DEFAULT_INFLIGHT_BYTES),
             deadline: SHARD_DEADLINE,
@@ -187,6 +198,12 @@ impl RemoteShard {
         self
     }
 
+    /// Which replica answers reads (default [`ReadReplica::Leader`]).
+    pub fn with_read_replica(mut self, read: ReadReplica) -> Self {
+        self.read_replica = read;
+        self
+    }
+
     /// How long calls retry before failing (default [`SHARD_DEADLINE`]).
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
@@ -203,23 +220,27 @@ impl RemoteShard {
         Error::from_status(self.id, s)
     }
 
-    /// Runs the unary call `f` against the leader (see [`Self::call_replica`]).
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    /// Runs the read `f` (which sends its request in the mode it is given):
+    /// on the leader, or in follower mode on each replica in turn.
+    async fn read<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
-        F: Fn(IngesterClient<Channel>) -> Fut,
+        F: Fn(IngesterClient<Channel>, ReadReplica) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let shard = self.id;
-        self.call_replica(|r| {
-            let call = f(r.client.clone());
+        let (shard, mode) = (self.id, self.read_replica);
+        self.call_replica(mode == ReadReplica::Follower, |r| {
+            let call = f(r.client.clone(), mode);
             async move { call.await.map_err(|s| Error::from_status(shard, s)) }
         })
         .await
     }
 
     /// Runs `f` against the leader's client, following redirects and
-    /// failing over (see the type's overview).
-    async fn call_replica<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    /// failing over (see the type's overview); or with `spread` a
+    /// follower-mode read: it starts at the next replica in turn, follows
+    /// no "not leader" hint and moves on at once after a failure, backing
+    /// off after a whole round of them.
+    async fn call_replica<T, F, Fut>(&self, spread: bool, f: F) -> Result<T, Error>
     where
         F: Fn(&ReplicaClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -228,7 +249,12 @@ impl RemoteShard {
         let n = self.replicas.len();
         let start = Instant::now();
         let mut backoff = Duration::from_millis(25);
-        let mut i = self.leader.load(Ordering::Relaxed) % n;
+        let first = match spread {
+            true => self.next_read.fetch_add(1, Ordering::Relaxed),
+            false => self.leader.load(Ordering::Relaxed),
+        };
+        let mut i = first % n;
+        let mut failures = 0;
         // Replicas that failed during this call: a follower's stale hint
         // naming one of them is not followed.
         let mut down = vec![false; n];
@@ -236,13 +262,16 @@ impl RemoteShard {
             let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(&self.replicas[i])).await;
             let err = match attempt {
                 Ok(Ok(v)) => {
-                    self.leader.store(i, Ordering::Relaxed);
+                    if !spread {
+                        self.leader.store(i, Ordering::Relaxed);
+                    }
                     return Ok(v);
                 }
                 Ok(Err(e)) => e,
                 Err(_) => Error::Unavailable { shard: self.id, msg: format!("{} timed out", self.replicas[i].addr) },
             };
             let next = match &err {
+                Error::NotLeader { .. } | Error::Unavailable { .. } if spread => None,
                 Error::NotLeader { leader: Some(l), .. } => {
                     self.replicas.iter().position(|r| r.node == Some(*l)).filter(|j| *j != i && !down[*j])
                 }
@@ -266,8 +295,11 @@ impl RemoteShard {
                 Some(j) => i = j,
                 None => {
                     tracing::debug!(shard = self.id, replica = %self.replicas[i].addr, error = %err, "retrying shard call");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    failures += 1;
+                    if !spread || failures % n == 0 {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
                     i = (i + 1) % n;
                 }
             }
@@ -292,7 +324,7 @@ impl Shard for RemoteShard {
         // Each attempt converts the batch afresh: a first attempt that
         // succeeds copies the labels once, not twice (convert, then clone).
         let resp = self
-            .call_replica(|r| {
+            .call_replica(false, |r| {
                 let req = pb::WriteRequest {
                     tenant: tenant.to_string(),
                     series: batch.iter().map(|s| series_to_proto(&s.labels, &s.samples)).collect(),
@@ -327,8 +359,8 @@ impl Shard for RemoteShard {
             start_ms: mint,
             end_ms: maxt,
         };
-        self.call(|mut c| {
-            let req = req.clone();
+        self.read(|mut c, mode| {
+            let req = mode.request(req.clone());
             async move {
                 let mut stream = c.select(req).await?.into_inner();
                 let mut out = Vec::new();
@@ -349,8 +381,8 @@ impl Shard for RemoteShard {
             end_ms: i64::MAX,
         };
         let resp = self
-            .call(|mut c| {
-                let req = req.clone();
+            .read(|mut c, mode| {
+                let req = mode.request(req.clone());
                 async move { c.series(req).await.map(|r| r.into_inner()) }
             })
             .await?;
@@ -367,8 +399,8 @@ impl Shard for RemoteShard {
         };
         let names = name.is_none();
         let resp = self
-            .call(|mut c| {
-                let req = req.clone();
+            .read(|mut c, mode| {
+                let req = mode.request(req.clone());
                 async move {
                     let r = if names { c.label_names(req).await } else { c.label_values(req).await };
                     r.map(|r| r.into_inner())
@@ -401,8 +433,8 @@ impl Shard for RemoteShard {
     async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<pharos_promql::Partial, Error> {
         let req = crate::pushdown::request_to_proto(tenant, req);
         let resp = self
-            .call(|mut c| {
-                let req = req.clone();
+            .read(|mut c, mode| {
+                let req = mode.request(req.clone());
                 async move { c.eval(req).await.map(|r| r.into_inner()) }
             })
             .await?;

@@ -18,7 +18,8 @@
 //!   serialized RPCs; [`handle_rpc`] is the receiving side. The gRPC transport
 //!   lives in `pharos-cluster`, an in-process one in [`testing`].
 //! - [`replica`]: [`Replica`], what an ingester runs: start, bootstrap,
-//!   write (coalescing, leader check), linearizable read barrier, status and
+//!   write (coalescing, leader check), linearizable read barriers (on the
+//!   leader, and on a follower with the leader's read index), status and
 //!   membership changes.
 //!
 //! This crate knows nothing of HTTP or PromQL, and never blocks an async
@@ -36,7 +37,7 @@ pub mod testing;
 pub mod types;
 
 pub use error::Error;
-pub use network::{RpcKind, Transport, handle_rpc};
+pub use network::{ReadIndexRefused, RpcKind, Transport, handle_rpc, request_read_index};
 pub use replica::{Replica, ReplicaOptions, ReplicaStatus};
 pub use snapshot::SnapshotStorage;
 pub use types::{Member, NodeId, Request, Response, TypeConfig, Write, WriteOutcome};

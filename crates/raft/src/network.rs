@@ -9,20 +9,26 @@
 //! raft error arrives as one.
 //! [`handle_rpc`] is the receiving side, shared by every transport: the gRPC
 //! one in `pharos-cluster` and the in-process one of [`crate::testing`].
+//!
+//! Besides openraft's RPCs, a follower asks the leader for a read index
+//! ([`RpcKind::ReadIndex`], [`request_read_index`]) to serve a linearizable
+//! read itself: the request is empty, the answer the bincode encoding of
+//! `Result<Option<u64>, ReadIndexRefused>`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    CheckIsLeaderError, Fatal, Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::types::{Member, NodeId, Raft, TypeConfig};
@@ -33,7 +39,22 @@ pub enum RpcKind {
     AppendEntries,
     Vote,
     InstallSnapshot,
+    /// A follower asks the leader for the index a linearizable read must
+    /// wait for (the leader confirms its lead with a quorum first).
+    ReadIndex,
 }
+
+/// Why a leader gave no read index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadIndexRefused {
+    /// The node asked does not lead; it knows of this leader.
+    NotLeader(Option<NodeId>),
+    /// No quorum confirmed the lead in time, or raft stopped.
+    Failed(String),
+}
+
+/// How long a leader tries to confirm its lead for a read index.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Carries one serialized raft RPC to `target` and brings back the answer.
 #[async_trait::async_trait]
@@ -99,6 +120,40 @@ pub async fn handle_rpc(raft: &Raft, kind: RpcKind, body: &[u8]) -> Result<Vec<u
             let req = decode_chunk(body)?;
             encode(&raft.install_snapshot(req).await)
         }
+        RpcKind::ReadIndex => encode(&read_index(raft).await),
+    }
+}
+
+/// The leader's side of [`RpcKind::ReadIndex`]: openraft's ReadIndex check
+/// (heartbeats confirmed by a quorum), without waiting for the leader's own
+/// apply: the follower that asked waits for its own. `None` while nothing
+/// was ever committed.
+async fn read_index(raft: &Raft) -> Result<Option<u64>, ReadIndexRefused> {
+    match tokio::time::timeout(READ_INDEX_TIMEOUT, raft.get_read_log_id()).await {
+        Err(_) => Err(ReadIndexRefused::Failed("leadership not confirmed by a quorum in time".into())),
+        Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(ReadIndexRefused::NotLeader(f.leader_id))
+        }
+        Ok(Err(e)) => Err(ReadIndexRefused::Failed(e.to_string())),
+    }
+}
+
+/// Asks the leader `target` for its read index over `transport` (see
+/// [`RpcKind::ReadIndex`]).
+pub async fn request_read_index(
+    transport: &dyn Transport,
+    target: NodeId,
+    member: &Member,
+    timeout: Duration,
+) -> Result<Option<u64>, Error> {
+    let answer = transport.call(target, member, RpcKind::ReadIndex, Vec::new(), timeout).await?;
+    match decode::<Result<Option<u64>, ReadIndexRefused>>(&answer)? {
+        Ok(index) => Ok(index),
+        Err(ReadIndexRefused::NotLeader(leader)) => {
+            Err(Error::Raft(format!("node {target} no longer leads (leader: {leader:?}); no read index")))
+        }
+        Err(ReadIndexRefused::Failed(why)) => Err(Error::Raft(format!("no read index from leader {target}: {why}"))),
     }
 }
 

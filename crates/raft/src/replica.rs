@@ -11,12 +11,15 @@
 //! Reads: [`Replica::read_barrier`] is openraft's ReadIndex
 //! (`ensure_linearizable`): the leader confirms it still leads a quorum and
 //! waits until it applied everything committed before the read began.
+//! [`Replica::follower_read_barrier`] is raft's follower read, as
+//! linearizable: a follower asks the leader for that read index (the
+//! leader runs the same quorum check) and waits until it applied it itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::Error;
-use crate::network::{NetworkFactory, Transport};
+use crate::network::{NetworkFactory, Transport, request_read_index};
 use crate::snapshot::SnapshotStorage;
 use crate::state_machine::{SnapshotStats, StateMachine};
 use crate::store::{LogStore, RaftDb};
@@ -33,6 +36,10 @@ use crate::types::{Member, NodeId, Raft, Request, Write, WriteOutcome};
 
 /// How long a read waits for the leader to confirm its lead.
 const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a follower read may take in all (read index from the leader,
+/// then the local apply): less than a client's attempt on one replica
+/// (3 s), so the client hears why and tries another.
+const FOLLOWER_READ_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Settings of one replica.
 #[derive(Debug, Clone)]
@@ -68,6 +75,11 @@ pub struct ReplicaOptions {
     pub snapshot_chunk_timeout_ms: u64,
     /// Bytes of the snapshot stream one InstallSnapshot RPC carries.
     pub snapshot_chunk_bytes: u64,
+    /// Where members' gRPC servers listen now, where that may differ from
+    /// the address stored in the raft membership (which is the one they
+    /// were added with): the address this replica names for the leader in
+    /// "not leader" answers and in its status.
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl ReplicaOptions {
@@ -89,6 +101,7 @@ impl ReplicaOptions {
             log_keep: 1_000,
             snapshot_chunk_timeout_ms: 60_000,
             snapshot_chunk_bytes: 1 << 20,
+            addresses: BTreeMap::new(),
         }
     }
 }
@@ -104,6 +117,10 @@ pub struct ReplicaStatus {
     pub leader: Option<NodeId>,
     /// The leader's topology id (`ingester-N`), when known.
     pub leader_name: Option<String>,
+    /// The leader's gRPC address as this replica knows it now (see
+    /// [`ReplicaOptions::addresses`]), else its membership address.
+    #[serde(default)]
+    pub leader_addr: Option<String>,
     pub last_log_index: Option<u64>,
     pub commit_index: u64,
     pub applied_index: Option<u64>,
@@ -128,6 +145,18 @@ pub struct ReplicaStatus {
     /// Milliseconds the newest install took (unpack and TSDB restore).
     #[serde(default)]
     pub last_snapshot_install_ms: u64,
+    /// Reads this replica passed the barrier for as the leader (its own
+    /// ReadIndex check) and as a follower (the leader's read index).
+    #[serde(default)]
+    pub leader_reads: u64,
+    #[serde(default)]
+    pub follower_reads: u64,
+}
+
+#[derive(Default)]
+struct ReadStats {
+    leader: AtomicU64,
+    follower: AtomicU64,
 }
 
 struct Pending {
@@ -143,6 +172,10 @@ pub struct Replica {
     fresh: bool,
     queue: mpsc::Sender<Pending>,
     snapshots: Arc<SnapshotStats>,
+    /// Raft's transport, also for the ReadIndex RPC of follower reads.
+    transport: Arc<dyn Transport>,
+    addresses: BTreeMap<NodeId, String>,
+    reads: ReadStats,
 }
 
 impl std::fmt::Debug for Replica {
@@ -203,13 +236,24 @@ impl Replica {
         .map_err(|e| Error::Raft(format!("raft config: {e}")))?;
         let snapshots = Arc::new(SnapshotStats::default());
         let sm = StateMachine::open(db.clone(), tsdb, opts.dir.join("snapshots"), snapshots.clone()).await?;
-        let raft = Raft::new(opts.id, Arc::new(config), NetworkFactory { transport }, LogStore::new(db.clone()), sm)
+        let network = NetworkFactory { transport: transport.clone() };
+        let raft = Raft::new(opts.id, Arc::new(config), network, LogStore::new(db.clone()), sm)
             .await
             .map_err(|e| Error::Raft(format!("cannot start raft: {e}")))?;
         let (queue, rx) = mpsc::channel(opts.max_queued_writes.max(1));
         tokio::spawn(coalesce(raft.clone(), rx, opts.max_entry_samples, opts.max_inflight_entries.max(1)));
         tracing::info!(id = opts.id, name = %opts.member.name, fresh, "raft replica started");
-        Ok(Arc::new(Self { id: opts.id, raft, db, fresh, queue, snapshots }))
+        Ok(Arc::new(Self {
+            id: opts.id,
+            raft,
+            db,
+            fresh,
+            queue,
+            snapshots,
+            transport,
+            addresses: opts.addresses,
+            reads: ReadStats::default(),
+        }))
     }
 
     pub fn id(&self) -> NodeId {
@@ -249,8 +293,14 @@ impl Replica {
             return None;
         }
         let leader = m.current_leader;
-        let leader_addr = leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.grpc.clone()));
+        let leader_addr = leader.and_then(|l| self.address(l, m.membership_config.membership().get_node(&l)));
         Some(Error::NotLeader { leader, leader_addr })
+    }
+
+    /// Where member `id` listens now: [`ReplicaOptions::addresses`], else
+    /// its membership address.
+    fn address(&self, id: NodeId, member: Option<&Member>) -> Option<String> {
+        self.addresses.get(&id).cloned().or_else(|| member.map(|m| m.grpc.clone()))
     }
 
     /// Replicates one tenant's batch; answers once it is committed by a
@@ -275,11 +325,50 @@ impl Replica {
         }
         match tokio::time::timeout(READ_BARRIER_TIMEOUT, self.raft.ensure_linearizable()).await {
             Err(_) => Err(Error::Raft("leadership not confirmed by a quorum in time".into())),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                self.reads.leader.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(not_leader(f)),
             Ok(Err(RaftError::APIError(e))) => Err(Error::Raft(e.to_string())),
             Ok(Err(RaftError::Fatal(f))) => Err(Error::Raft(format!("raft stopped: {f}"))),
         }
+    }
+
+    /// Returns once a read of the local TSDB sees every write acknowledged
+    /// before this call, on any replica: the leader runs
+    /// [`Self::read_barrier`]; another replica asks the leader for its read
+    /// index (the leader confirms its lead with a quorum) and waits until
+    /// it applied that index itself. Fails when no leader is known or
+    /// reachable, or the apply takes longer than the time left.
+    pub async fn follower_read_barrier(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + FOLLOWER_READ_TIMEOUT;
+        let (leader, member) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            match m.current_leader {
+                _ if m.state == ServerState::Leader => (None, None),
+                Some(l) if l == self.id => (None, None),
+                None => return Err(Error::Raft("no leader known for a follower read".into())),
+                Some(l) => {
+                    let member = m.membership_config.membership().get_node(&l).cloned();
+                    let member = member.ok_or_else(|| Error::Raft(format!("leader {l} is not a member")))?;
+                    (Some(l), Some(member))
+                }
+            }
+        };
+        let (Some(leader), Some(member)) = (leader, member) else { return self.read_barrier().await };
+        let index = request_read_index(&*self.transport, leader, &member, FOLLOWER_READ_TIMEOUT).await?;
+        if let Some(index) = index {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(index), "follower read")
+                .await
+                .map_err(|e| Error::Raft(format!("read index {index} from leader {leader} not applied here: {e}")))?;
+        }
+        self.reads.follower.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Adds a replica: first as a learner that catches up, then as a voter.
@@ -327,6 +416,7 @@ impl Replica {
             term: m.current_term,
             leader: m.current_leader,
             leader_name: m.current_leader.and_then(|l| members.get(&l).map(|n| n.name.clone())),
+            leader_addr: m.current_leader.and_then(|l| self.address(l, members.get(&l))),
             last_log_index: m.last_log_index,
             commit_index: self.db.committed.load(Ordering::Relaxed).max(applied.unwrap_or(0)),
             applied_index: applied,
@@ -340,6 +430,8 @@ impl Replica {
             snapshots_built: self.snapshots.built.load(Ordering::Relaxed),
             snapshots_installed: self.snapshots.installed.load(Ordering::Relaxed),
             last_snapshot_install_ms: self.snapshots.last_install_ms.load(Ordering::Relaxed),
+            leader_reads: self.reads.leader.load(Ordering::Relaxed),
+            follower_reads: self.reads.follower.load(Ordering::Relaxed),
         }
     }
 

@@ -213,6 +213,51 @@ async fn three_replicas_elect_write_fail_over_and_restart() {
     }
 }
 
+/// A follower read (the leader's read index, then the follower's own apply)
+/// sees every write acknowledged before it, on either follower, right after
+/// the acknowledgement (when the follower has typically not applied it yet);
+/// a follower cut off from the leader refuses rather than answer stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_see_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::new();
+    let nodes = group(&router, dir.path(), 0).await;
+    let l = leader(&nodes, None).await;
+    let followers: Vec<NodeId> = nodes.keys().copied().filter(|id| *id != l).collect();
+    for i in 0..40 {
+        nodes[&l].replica.write("t", batch(i)).await.unwrap();
+        let f = &nodes[&followers[i as usize % 2]];
+        f.replica.follower_read_barrier().await.unwrap();
+        assert_eq!(count(&f.tsdb), i as usize + 1, "a follower read missed an acknowledged write");
+    }
+    // On the leader it is the leader's own barrier.
+    nodes[&l].replica.follower_read_barrier().await.unwrap();
+    let st = nodes[&l].replica.status();
+    assert_eq!((st.leader_reads, st.follower_reads), (1, 0));
+    for f in &followers {
+        assert_eq!(nodes[f].replica.status().follower_reads, 20);
+    }
+
+    // Cut off from the leader, a follower gets no read index and refuses.
+    let (cut, other) = (followers[0], followers[1]);
+    router.isolate(cut);
+    nodes[&l].replica.write("t", batch(40)).await.unwrap();
+    assert!(nodes[&cut].replica.follower_read_barrier().await.is_err(), "a cut-off follower served a read");
+    nodes[&other].replica.follower_read_barrier().await.unwrap();
+    assert_eq!(count(&nodes[&other].tsdb), 41);
+    // Healed, it serves reads again (once it knows the leader again).
+    router.heal(cut);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = nodes[&cut].replica.follower_read_barrier().await {
+        assert!(Instant::now() < deadline, "the healed follower serves no read: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&nodes[&cut].tsdb), 41);
+    for n in nodes.values() {
+        n.replica.shutdown().await;
+    }
+}
+
 /// Every replica takes a snapshot every 20 entries and purges its log up
 /// to it; a replica added afterwards cannot get the early entries from any
 /// log, so it must install a snapshot, and then holds every sample.
