@@ -184,8 +184,13 @@ async fn a_follower_names_the_leader_per_request_and_writes_follow_it() {
     let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
     let mut nodes = BTreeMap::new();
     for (id, listener) in (1..=3).zip(listeners) {
-        let tsdb =
-            Arc::new(RocksStorage::open(&dir.path().join(format!("tsdb-{id}")), RocksOptions::default()).unwrap());
+        // As an ingester of a replicated shard opens it: the raft log in it.
+        let tsdb_opts = RocksOptions {
+            external_log: true,
+            extra_column_families: pharos_raft::store::COLUMN_FAMILIES.map(String::from).to_vec(),
+            ..RocksOptions::default()
+        };
+        let tsdb = Arc::new(RocksStorage::open(&dir.path().join(format!("tsdb-{id}")), tsdb_opts).unwrap());
         let mut opts = ReplicaOptions::new(id, member(id, &addrs), dir.path().join(format!("raft-{id}")));
         opts.heartbeat_ms = 50;
         opts.election_timeout_min_ms = 200;
