@@ -333,8 +333,36 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Used by the supervisor: the address a fresh listener on port 0 got.
+/// Used by the supervisor: a loopback port free now, for a child to bind.
+///
+/// Port 0 would give one from the kernel's ephemeral range, which outgoing
+/// connections also take their local ports from: one could take the port
+/// between this check and the child's bind. So the port is chosen below
+/// that range (`ip_local_port_range`), at random, and checked free; port 0
+/// is the fallback.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    if low > 10_000 {
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ (u64::from(std::process::id()) << 32)
+            | 1;
+        for _ in 0..64 {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = 10_000 + (x % u64::from(low - 10_000)) as u16;
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(l.local_addr()?);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(l.local_addr()?)
 }

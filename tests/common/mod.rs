@@ -16,8 +16,27 @@ pub fn pharos() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pharos"))
 }
 
-/// A free loopback address.
+/// A free loopback address, below the kernel's ephemeral port range (as
+/// `cluster up` picks its children's ports): a port-0 one could be taken by
+/// an outgoing connection's local port before the process under test binds it.
 pub fn free_addr() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(32768);
+    for i in 0..64u64 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = (seed ^ (u64::from(std::process::id()) << 20) ^ (n << 40) ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if low <= 10_000 {
+            break;
+        }
+        let port = 10_000 + ((h >> 17) % (low - 10_000)) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap().to_string();
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
