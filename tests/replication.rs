@@ -38,6 +38,21 @@ impl Cluster {
         c
     }
 
+    /// One shard whose replicas reach each other's raft service only through
+    /// a proxy (`cluster up --raft-routes`), which can cut a replica off.
+    fn start_behind_proxy(extra: &[&str]) -> (Cluster, common::proxy::Proxy) {
+        let dir = tempfile::tempdir().unwrap();
+        let topo = dir.path().join("topology.json");
+        let proxy =
+            common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
+        let routes = dir.path().join("raft-routes.json");
+        std::fs::write(&routes, proxy.routes().to_string()).unwrap();
+        let routes = routes.display().to_string();
+        let mut args = extra.to_vec();
+        args.extend(["--raft-routes", &routes]);
+        (Cluster::start_with(1, dir, &args), proxy)
+    }
+
     /// A supervisor, `cluster up --dir dir args`, once it wrote `cluster.json`.
     fn spawn(dir: &std::path::Path, args: &[String]) -> Proc {
         let mut cmd = pharos();
@@ -626,13 +641,7 @@ fn grpc_of(topo: &std::path::Path, id: &str) -> Option<String> {
 /// leaders; every acknowledged sample is there, the unacknowledged never.
 #[test]
 fn partitioned_leader_is_replaced_and_the_partition_heals() {
-    let dir = tempfile::tempdir().unwrap();
-    let topo = dir.path().join("topology.json");
-    let proxy = common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
-    let routes = dir.path().join("raft-routes.json");
-    std::fs::write(&routes, proxy.routes().to_string()).unwrap();
-    let routes = routes.display().to_string();
-    let c = Cluster::start_with(1, dir, &["--raft-routes", &routes]);
+    let (c, proxy) = Cluster::start_behind_proxy(&[]);
     let leaders = LeaderLog::start(&c);
     let w = Writer::start(&c.base);
     w.wait_for(50, 30);
@@ -809,13 +818,7 @@ fn follower_reads(c: &Cluster) -> std::collections::BTreeMap<String, u64> {
 /// index, so the querier reads another replica instead of its stale data.
 #[test]
 fn follower_reads_see_every_acknowledged_sample_while_a_follower_is_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let topo = dir.path().join("topology.json");
-    let proxy = common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
-    let routes = dir.path().join("raft-routes.json");
-    std::fs::write(&routes, proxy.routes().to_string()).unwrap();
-    let routes = routes.display().to_string();
-    let c = Cluster::start_with(1, dir, &["--read-replica", "follower", "--raft-routes", &routes]);
+    let (c, proxy) = Cluster::start_behind_proxy(&["--read-replica", "follower"]);
     let t0 = now_ms() - 3_600_000;
     let leader = c.leader(0, None);
     for k in 0..30 {
