@@ -160,8 +160,9 @@ pub(crate) fn append_result_from_proto(
                     batch.len()
                 ))
             })?;
-            let reason = reason_from_proto(r.reason)
-                .ok_or_else(|| Error::Internal(format!("shard {shard} rejected samples for unknown reason {}", r.reason)))?;
+            let reason = reason_from_proto(r.reason).ok_or_else(|| {
+                Error::Internal(format!("shard {shard} rejected samples for unknown reason {}", r.reason))
+            })?;
             Ok(Rejection { labels: series.labels.clone(), reason, count: r.count, first_t: r.first_timestamp })
         })
         .collect::<Result<_, Error>>()?;
@@ -175,7 +176,10 @@ mod tests {
     fn batch() -> Vec<SeriesSamples> {
         ["a", "b", "c", "b"]
             .iter()
-            .map(|n| SeriesSamples { labels: Labels::from_pairs(&[("__name__", *n)]), samples: vec![Sample::new(1, 1.0)] })
+            .map(|n| SeriesSamples {
+                labels: Labels::from_pairs(&[("__name__", *n)]),
+                samples: vec![Sample::new(1, 1.0)],
+            })
             .collect()
     }
 

@@ -117,7 +117,7 @@ impl ReplicaCursor {
         }
         self.failures += 1;
         let n = self.nodes.len().max(1);
-        let wait = if !self.spread || self.failures % n == 0 {
+        let wait = if !self.spread || self.failures.is_multiple_of(n) {
             let w = self.backoff;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             w

@@ -130,9 +130,10 @@ impl Error {
             Ok(WireCode::Unavailable) => Error::Unavailable { shard, msg: e.message },
             Ok(WireCode::Invalid) => Error::BadRequest(e.message),
             Ok(WireCode::Internal) => Error::Internal(format!("shard {shard}: {}", e.message)),
-            Ok(WireCode::Unspecified) | Err(_) => {
-                Error::Internal(format!("shard {shard}: a write failed with unknown error code {}: {}", e.code, e.message))
-            }
+            Ok(WireCode::Unspecified) | Err(_) => Error::Internal(format!(
+                "shard {shard}: a write failed with unknown error code {}: {}",
+                e.code, e.message
+            )),
         }
     }
 }
@@ -207,7 +208,8 @@ mod tests {
         }
         let hint = Error::from_write_error(7, Error::NotLeader { leader: Some(3), addr: None }.into());
         assert!(matches!(hint, Error::NotLeader { leader: Some(3), addr: None }), "{hint:?}");
-        let replica = Error::from_write_error(7, Error::ReplicaUnavailable { replica: "4".into(), msg: "x".into() }.into());
+        let replica =
+            Error::from_write_error(7, Error::ReplicaUnavailable { replica: "4".into(), msg: "x".into() }.into());
         assert_eq!(replica.to_string(), "shard 7 unavailable: replica 4 unavailable: x");
     }
 

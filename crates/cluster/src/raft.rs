@@ -173,13 +173,15 @@ pub async fn replica_status(addr: &str, timeout: Duration) -> Result<ReplicaStat
 /// Asks the leader at `leader_addr` to add a replica (learner, catch up, voter).
 pub async fn add_replica(leader_addr: &str, id: NodeId, member: Member) -> Result<ReplicaStatus, Error> {
     let req = pb::MemberRequest { id, name: member.name, grpc: member.grpc };
-    let resp = raft_client(leader_addr)?.add_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
+    let resp =
+        raft_client(leader_addr)?.add_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
     parse_status(&resp.into_inner().json)
 }
 
 /// Asks the leader at `leader_addr` to remove a replica from the group.
 pub async fn remove_replica(leader_addr: &str, id: NodeId) -> Result<ReplicaStatus, Error> {
     let req = pb::MemberRequest { id, name: String::new(), grpc: String::new() };
-    let resp = raft_client(leader_addr)?.remove_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
+    let resp =
+        raft_client(leader_addr)?.remove_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
     parse_status(&resp.into_inner().json)
 }
