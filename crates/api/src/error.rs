@@ -36,7 +36,7 @@ impl From<pharos_cluster::Error> for ApiError {
     fn from(e: pharos_cluster::Error) -> Self {
         match e {
             pharos_cluster::Error::BadRequest(m) => ApiError::bad_data(m),
-            pharos_cluster::Error::Unavailable { .. } => ApiError::unavailable(e.to_string()),
+            e if e.code() == pharos_cluster::ErrorCode::Unavailable => ApiError::unavailable(e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -45,24 +45,13 @@ struct Writer {
 
 impl Writer {
     async fn write(self, req: pb::WriteRequest) -> Result<pb::WriteResponse, Error> {
-        let batch = req.series.into_iter().map(series_from_proto).collect();
+        let batch: Vec<_> = req.series.into_iter().map(series_from_proto).collect();
+        let positions = BatchPositions::of(&batch);
         let res = match &self.replica {
-            Some(r) => r.write(&req.tenant, batch).await?,
+            Some(r) => r.write(&req.tenant, batch).await.map_err(|e| Error::from_raft(r.id(), e))?,
             None => self.shard.append(&req.tenant, batch).await?,
         };
-        Ok(pb::WriteResponse {
-            accepted: res.accepted,
-            rejected: res
-                .rejected
-                .into_iter()
-                .map(|r| pb::Rejection {
-                    series: r.labels.to_string(),
-                    reason: r.reason.as_str().to_string(),
-                    count: r.count,
-                    first_timestamp: r.first_t,
-                })
-                .collect(),
-        })
+        positions.response(res)
     }
 }
 
@@ -91,7 +80,7 @@ impl IngesterService {
                 ReadReplica::Leader => r.read_barrier().await,
                 ReadReplica::Follower => r.follower_read_barrier().await,
             }
-            .map_err(Error::from)?;
+            .map_err(|e| Error::from_raft(r.id(), e))?;
         }
         Ok(())
     }

@@ -3,7 +3,12 @@
 //! - [`Shard`]: one shard's storage as seen from another role, either in the
 //!   same process ([`LocalShard`], the embedded `pharos up`) or over gRPC
 //!   ([`RemoteShard`], `pharos cluster up` and Kubernetes). A remote shard
-//!   writes over one long-lived gRPC stream per replica (`write_stream.rs`).
+//!   writes over one long-lived gRPC stream per replica (`write_stream.rs`);
+//!   which replica a call tries next, and when, is decided by a pure
+//!   cursor (`cursor.rs`).
+//! - [`Error`]: one error type with an [`ErrorCode`] that crosses the wire
+//!   typed and decides retries ([`Error::retryable`]); a write's rejections
+//!   cross it as positions in the batch with a typed reason (`convert.rs`).
 //! - [`Cluster`]: the distributor and the fan-out reader in one. It routes
 //!   each series of a write to the shard that owns it on the [`Ring`] and
 //!   reads every shard for a query, merging what comes back.
@@ -23,6 +28,7 @@
 //! only PromQL is running `pharos-promql`'s engine for pushed-down requests.
 
 mod convert;
+mod cursor;
 mod distributor;
 mod error;
 mod inflight;
@@ -36,7 +42,7 @@ mod write_stream;
 
 pub use convert::*;
 pub use distributor::Cluster;
-pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use error::{Error, ErrorCode, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};

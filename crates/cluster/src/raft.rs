@@ -41,6 +41,10 @@ impl RaftService {
         Ok(Response::new(pb::RaftMessage { data }))
     }
 
+    fn error(&self, e: pharos_raft::Error) -> Error {
+        Error::from_raft(self.replica.id(), e)
+    }
+
     fn status_response(&self) -> Result<Response<pb::StatusResponse>, Status> {
         let json = serde_json::to_string(&self.replica.status()).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::StatusResponse { json }))
@@ -72,14 +76,14 @@ impl Raft for RaftService {
     async fn add_replica(&self, req: Request<pb::MemberRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let r = req.into_inner();
         tracing::info!(id = r.id, name = %r.name, grpc = %r.grpc, "adding replica");
-        self.replica.add_replica(r.id, Member { name: r.name, grpc: r.grpc }).await.map_err(Error::from)?;
+        self.replica.add_replica(r.id, Member { name: r.name, grpc: r.grpc }).await.map_err(|e| self.error(e))?;
         self.status_response()
     }
 
     async fn remove_replica(&self, req: Request<pb::MemberRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let r = req.into_inner();
         tracing::info!(id = r.id, "removing replica");
-        self.replica.remove_replica(r.id).await.map_err(Error::from)?;
+        self.replica.remove_replica(r.id).await.map_err(|e| self.error(e))?;
         self.status_response()
     }
 }
@@ -162,20 +166,22 @@ fn parse_status(json: &str) -> Result<ReplicaStatus, Error> {
 pub async fn replica_status(addr: &str, timeout: Duration) -> Result<ReplicaStatus, Error> {
     let mut req = Request::new(pb::StatusRequest {});
     req.set_timeout(timeout);
-    let resp = raft_client(addr)?.status(req).await.map_err(|s| Error::from_status(0, s))?;
+    let resp = raft_client(addr)?.status(req).await.map_err(|s| Error::from_replica_status(addr, s))?;
     parse_status(&resp.into_inner().json)
 }
 
 /// Asks the leader at `leader_addr` to add a replica (learner, catch up, voter).
 pub async fn add_replica(leader_addr: &str, id: NodeId, member: Member) -> Result<ReplicaStatus, Error> {
     let req = pb::MemberRequest { id, name: member.name, grpc: member.grpc };
-    let resp = raft_client(leader_addr)?.add_replica(req).await.map_err(|s| Error::from_status(0, s))?;
+    let resp =
+        raft_client(leader_addr)?.add_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
     parse_status(&resp.into_inner().json)
 }
 
 /// Asks the leader at `leader_addr` to remove a replica from the group.
 pub async fn remove_replica(leader_addr: &str, id: NodeId) -> Result<ReplicaStatus, Error> {
     let req = pb::MemberRequest { id, name: String::new(), grpc: String::new() };
-    let resp = raft_client(leader_addr)?.remove_replica(req).await.map_err(|s| Error::from_status(0, s))?;
+    let resp =
+        raft_client(leader_addr)?.remove_replica(req).await.map_err(|s| Error::from_replica_status(leader_addr, s))?;
     parse_status(&resp.into_inner().json)
 }

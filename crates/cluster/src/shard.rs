@@ -9,11 +9,12 @@ use futures::StreamExt;
 use pharos_model::{Labels, Matcher, Series};
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::pharos::v1::ingester_client::IngesterClient;
-use pharos_tsdb::{AppendResult, RejectReason, Rejection, SeriesSamples, Storage};
+use pharos_tsdb::{AppendResult, SeriesSamples, Storage};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use crate::convert::*;
+use crate::cursor::{ReplicaCursor, Step};
 use crate::write_stream::StreamClient;
 use crate::{DEFAULT_INFLIGHT_BYTES, Error, InflightBytes, MAX_MESSAGE_BYTES, ReadReplica};
 
@@ -119,8 +120,8 @@ struct ReplicaClient {
 ///
 /// Calls go to the replica believed to lead. A "not leader" answer names
 /// the leader, which is tried next and remembered; an unreachable replica
-/// makes the call move on to the next one (and a stale hint naming it is
-/// ignored). Retries back off (25 ms doubling to 500 ms) until
+/// makes the call move on to the next one and is passed over for a while
+/// (a stale hint naming it is ignored; see `cursor.rs`). Retries back off (25 ms doubling to 500 ms) until
 /// [`SHARD_DEADLINE`]. Retrying a write is safe: a batch
 /// applied twice stores nothing new (exact duplicates are dropped).
 /// Connections are made lazily and re-made after failures by tonic.
@@ -239,28 +240,24 @@ impl RemoteShard {
     /// failing over (see the type's overview); or with `spread` a
     /// follower-mode read: it starts at the next replica in turn, follows
     /// no "not leader" hint and moves on at once after a failure, backing
-    /// off after a whole round of them.
+    /// off after a whole round of them. The decisions are the
+    /// [`ReplicaCursor`]'s; this loop makes the attempts and waits.
     async fn call_replica<T, F, Fut>(&self, spread: bool, f: F) -> Result<T, Error>
     where
         F: Fn(&ReplicaClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let _permit = self.inflight.acquire().await.map_err(|_| Error::Internal("shard client closed".into()))?;
-        let n = self.replicas.len();
-        let start = Instant::now();
-        let mut backoff = Duration::from_millis(25);
         let first = match spread {
             true => self.next_read.fetch_add(1, Ordering::Relaxed),
             false => self.leader.load(Ordering::Relaxed),
         };
-        let mut i = first % n;
-        let mut failures = 0;
-        // Replicas that failed during this call: a follower's stale hint
-        // naming one of them is not followed.
-        let mut down = vec![false; n];
+        let nodes = self.replicas.iter().map(|r| r.node).collect();
+        let mut cursor = ReplicaCursor::new(self.id, nodes, first, spread, Instant::now(), self.deadline);
+        let mut i = cursor.current();
         loop {
-            let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, f(&self.replicas[i])).await;
-            let err = match attempt {
+            let replica = &self.replicas[i];
+            let err = match tokio::time::timeout(ATTEMPT_TIMEOUT, f(replica)).await {
                 Ok(Ok(v)) => {
                     if !spread {
                         self.leader.store(i, Ordering::Relaxed);
@@ -268,47 +265,20 @@ impl RemoteShard {
                     return Ok(v);
                 }
                 Ok(Err(e)) => e,
-                Err(_) => Error::Unavailable { shard: self.id, msg: format!("{} timed out", self.replicas[i].addr) },
+                Err(_) => Error::Unavailable { shard: self.id, msg: format!("{} timed out", replica.addr) },
             };
-            let next = match &err {
-                Error::NotLeader { .. } | Error::Unavailable { .. } if spread => None,
-                Error::NotLeader { leader: Some(l), .. } => {
-                    self.replicas.iter().position(|r| r.node == Some(*l)).filter(|j| *j != i && !down[*j])
-                }
-                Error::NotLeader { .. } => None,
-                Error::Unavailable { .. } => {
-                    down[i] = true;
-                    None
-                }
-                _ => return Err(err),
-            };
-            if start.elapsed() + backoff > self.deadline {
-                return Err(match err {
-                    Error::NotLeader { .. } => {
-                        Error::Unavailable { shard: self.id, msg: "no leader within the deadline".into() }
+            tracing::debug!(shard = self.id, replica = %replica.addr, error = %err, "shard call failed");
+            match cursor.next(err, Instant::now()) {
+                Step::Try { replica, wait } => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
                     }
-                    other => other,
-                });
-            }
-            match next {
-                // A known leader elsewhere: go there at once.
-                Some(j) => i = j,
-                None => {
-                    tracing::debug!(shard = self.id, replica = %self.replicas[i].addr, error = %err, "retrying shard call");
-                    failures += 1;
-                    if !spread || failures % n == 0 {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
-                    }
-                    i = (i + 1) % n;
+                    i = replica;
                 }
+                Step::Fail(e) => return Err(e),
             }
         }
     }
-}
-
-fn reason_from_str(s: &str) -> RejectReason {
-    RejectReason::parse(s).unwrap_or(RejectReason::OutOfOrder)
 }
 
 #[async_trait]
@@ -333,23 +303,7 @@ impl Shard for RemoteShard {
                 async move { stream.write(req).await }
             })
             .await?;
-        let duplicates = 0; // folded into `accepted` by the ingester
-        Ok(AppendResult {
-            accepted: resp.accepted,
-            duplicates,
-            rejected: resp
-                .rejected
-                .into_iter()
-                .map(|r| {
-                    let labels = batch
-                        .iter()
-                        .find(|s| s.labels.to_string() == r.series)
-                        .map(|s| s.labels.clone())
-                        .unwrap_or_default();
-                    Rejection { labels, reason: reason_from_str(&r.reason), count: r.count, first_t: r.first_timestamp }
-                })
-                .collect(),
-        })
+        append_result_from_proto(self.id, resp, batch)
     }
 
     async fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {

@@ -9,7 +9,8 @@
 //!   down or the connection dropped), every pending writer gets
 //!   `Unavailable` and the next write opens a new stream. Leader following,
 //!   retries, the deadline and the byte budget are the caller's
-//!   (`RemoteShard::call`, `inflight.rs`): a stream write is one attempt.
+//!   (`RemoteShard::call_replica` and `cursor.rs`, `inflight.rs`): a
+//!   stream write is one attempt.
 //! - Server ([`serve`], for the ingester): each request is handled in its
 //!   own task, so the batches in flight on one stream reach
 //!   `Replica::write` together and share a raft entry; each is answered
