@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -170,7 +169,8 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     spawn_maintenance(tsdb.clone());
-    let replica = pharos_cluster::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone(), |o| a.raft.apply(o)).await?;
+    let replica =
+        pharos_cluster::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone(), |o| a.raft.apply(o)).await?;
     if let Some(r) = replica.clone() {
         metrics.register(move |e| r.status().write_metrics(e));
     }

@@ -106,7 +106,8 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
         );
     }
     let port = || free_addr().map(|a| a.to_string());
-    let mut topo = Topology::layout(a.shards, a.replication_factor, a.scrapers, a.queriers, &a.listen.to_string(), port)?;
+    let mut topo =
+        Topology::layout(a.shards, a.replication_factor, a.scrapers, a.queriers, &a.listen.to_string(), port)?;
     if let Some(path) = &a.raft_routes {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read raft routes {}", path.display()))?;

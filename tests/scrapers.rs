@@ -30,7 +30,8 @@ fn write_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {
 
 fn start_cluster(dir: &Path, config: &Path, scrapers: u32, addr: &str) -> (Proc, serde_json::Value) {
     let config = config.display().to_string();
-    let args = ["--config", &config, "--replication-factor", "1", "--scrapers", &scrapers.to_string(), "--listen", addr];
+    let args =
+        ["--config", &config, "--replication-factor", "1", "--scrapers", &scrapers.to_string(), "--listen", addr];
     cluster::cluster_up(dir, &args.map(String::from))
 }
 

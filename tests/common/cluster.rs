@@ -24,8 +24,8 @@ pub fn cluster_up(dir: &Path, args: &[String]) -> (Proc, serde_json::Value) {
 /// and the gateway on free loopback addresses, written to
 /// `dir/topology.json`, for tests that start the roles themselves.
 pub fn local_topology(dir: &Path, scrapers: u32) -> (Topology, std::path::PathBuf) {
-    let topo = Topology::layout(1, 1, scrapers, 1, &free_addr(), || Ok::<_, std::convert::Infallible>(free_addr()))
-        .unwrap();
+    let topo =
+        Topology::layout(1, 1, scrapers, 1, &free_addr(), || Ok::<_, std::convert::Infallible>(free_addr())).unwrap();
     let path = dir.join("topology.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&topo).unwrap()).unwrap();
     (topo, path)
@@ -72,8 +72,9 @@ impl Cluster {
     pub fn start_behind_proxy(extra: &[&str]) -> (Cluster, crate::common::proxy::Proxy) {
         let dir = tempfile::tempdir().unwrap();
         let topo = dir.path().join("topology.json");
-        let proxy =
-            crate::common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
+        let proxy = crate::common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| {
+            grpc_of(&topo, id)
+        });
         let routes = dir.path().join("raft-routes.json");
         std::fs::write(&routes, proxy.routes().to_string()).unwrap();
         let routes = routes.display().to_string();

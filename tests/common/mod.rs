@@ -90,7 +90,7 @@ impl Drop for Proc {
 /// Sends `sig` to process `pid`.
 pub fn signal(pid: u32, sig: Signal) {
     let target = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-    nix::sys::signal::kill(target, sig).unwrap_or_else(|e| panic!("cannot send {sig} to {pid}: {e}"));
+    nix::sys::signal::kill(target, sig).unwrap_or_else(|e| panic!("cannot send {sig:?} to {pid}: {e}"));
 }
 
 /// SIGKILL: no flush, no clean shutdown.

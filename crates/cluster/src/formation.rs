@@ -97,7 +97,10 @@ pub async fn start_replica(
         .map_err(|e| Error::Internal(format!("cannot start the raft replica in {}: {e}", raft_dir.display())))?;
     if replica.is_fresh() && plan.forms {
         tracing::info!(shard = plan.shard, members = plan.members.len(), "forming the shard's raft group");
-        replica.bootstrap(plan.members).await.map_err(|e| Error::Internal(format!("cannot form the raft group: {e}")))?;
+        replica
+            .bootstrap(plan.members)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot form the raft group: {e}")))?;
     }
     Ok(Some(replica))
 }

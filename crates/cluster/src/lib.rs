@@ -45,8 +45,8 @@ mod write_stream;
 
 pub use convert::*;
 pub use distributor::Cluster;
-pub use formation::{GroupPlan, plan_group, start_replica};
 pub use error::{Error, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use formation::{GroupPlan, plan_group, start_replica};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};

@@ -64,7 +64,10 @@ impl Topology {
         let bad = |msg: String| Error::InvalidTopology(format!("topology file {}: {msg}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         let t: Topology = serde_json::from_str(&text).map_err(|e| bad(format!("not valid: {e}")))?;
-        t.validate().map_err(|e| bad(e.to_string()))?;
+        t.validate().map_err(|e| match e {
+            Error::InvalidTopology(m) => bad(m),
+            other => other,
+        })?;
         Ok(t)
     }
 
@@ -73,7 +76,7 @@ impl Topology {
     /// peers of the same shard.
     pub fn validate(&self) -> Result<(), Error> {
         let ensure = |ok: bool, msg: &dyn Fn() -> String| if ok { Ok(()) } else { Err(Error::InvalidTopology(msg())) };
-        ensure(!self.shards.is_empty(), &|| "shards: at least one shard is needed".into())?;
+        ensure(!self.shards.is_empty(), &|| "shards: at least one shard is needed".to_string())?;
         for (i, s) in self.shards.iter().enumerate() {
             ensure(s.id == i as u32, &|| format!("shards[{i}].id: expected {i}, got {}", s.id))?;
             ensure(!s.replicas.is_empty(), &|| format!("shards[{i}].replicas: at least one replica is needed"))?;
@@ -132,10 +135,12 @@ impl Topology {
             }
             shard_list.push(ShardTopology { id: s, replicas });
         }
-        let scrapers =
-            (0..scrapers).map(|i| Ok(Endpoint::new(format!("scraper-{i}"), None, port()?))).collect::<Result<_, E>>()?;
-        let queriers =
-            (0..queriers).map(|i| Ok(Endpoint::new(format!("querier-{i}"), None, port()?))).collect::<Result<_, E>>()?;
+        let scrapers = (0..scrapers)
+            .map(|i| Ok(Endpoint::new(format!("scraper-{i}"), None, port()?)))
+            .collect::<Result<_, E>>()?;
+        let queriers = (0..queriers)
+            .map(|i| Ok(Endpoint::new(format!("querier-{i}"), None, port()?)))
+            .collect::<Result<_, E>>()?;
         Ok(Topology { shards: shard_list, scrapers, queriers, gateway: Endpoint::new("gateway", None, gateway) })
     }
 
@@ -239,7 +244,9 @@ mod tests {
     #[test]
     fn raft_routes_go_only_to_other_replicas_of_the_shard() {
         let mut t = Topology::layout(2, 2, 1, 1, "g:1", ports()).unwrap();
-        let route = |from: &str, to: &str| BTreeMap::from([(from.to_string(), BTreeMap::from([(to.to_string(), "p:1".to_string())]))]);
+        let route = |from: &str, to: &str| {
+            BTreeMap::from([(from.to_string(), BTreeMap::from([(to.to_string(), "p:1".to_string())]))])
+        };
         t.set_raft_routes(route("ingester-0", "ingester-1")).unwrap();
         assert_eq!(t.shards[0].replicas[0].raft_routes["ingester-1"], "p:1");
         let e = t.set_raft_routes(route("ingester-0", "ingester-2")).unwrap_err().to_string();

@@ -31,7 +31,12 @@ impl RocksStorage {
         let labels: Vec<[(&str, &str); 1]> = RejectReason::ALL.iter().map(|r| [("reason", r.as_str())]).collect();
         let rejected: Vec<(&[(&str, &str)], f64)> =
             RejectReason::ALL.iter().zip(&labels).map(|(r, l)| (&l[..], get(st.rejected(*r)))).collect();
-        e.family("pharos_tsdb_rejected_samples_total", "counter", "Samples rejected by the TSDB, by reason.", &rejected);
+        e.family(
+            "pharos_tsdb_rejected_samples_total",
+            "counter",
+            "Samples rejected by the TSDB, by reason.",
+            &rejected,
+        );
         e.counter("pharos_tsdb_retention_runs_total", "Runs of the retention sweep.", get(&st.retention_runs));
         e.counter("pharos_tsdb_chunks_written_total", "Full chunks written to RocksDB.", get(&st.chunks_written));
         e.counter("pharos_tsdb_flushes_total", "Flushes of the head to disk.", get(&st.flushes));
