@@ -4,9 +4,7 @@
 mod reload;
 mod replication;
 mod roles;
-mod status;
 mod supervisor;
-mod topology;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

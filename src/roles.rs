@@ -3,18 +3,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use pharos_api::{Metrics, QueryState};
-use pharos_cluster::{Cluster, LocalShard, ReadReplica};
+use pharos_cluster::{Cluster, Endpoint, LocalShard, ReadReplica, Topology};
 use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
 
 use crate::reload::Reloader;
-use crate::topology::Topology;
 use crate::{IngesterArgs, QuerierArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
 
 /// How often heads are written to disk so the write-ahead log stays short.
@@ -73,73 +71,16 @@ fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs, replicated: bool) -> 
     Ok(Arc::new(s))
 }
 
-/// Exposes the TSDB's own counters.
+/// The TSDB's own metrics, written by the engine (`RocksStorage::write_metrics`).
 fn register_tsdb_metrics(metrics: &Metrics, tsdb: Arc<RocksStorage>) {
-    metrics.register(move |e| {
-        let st = &tsdb.stats;
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-        e.counter("pharos_tsdb_appended_samples_total", "Samples appended to the TSDB.", get(&st.appended_samples));
-        e.counter(
-            "pharos_tsdb_duplicate_samples_total",
-            "Exact duplicate samples dropped.",
-            get(&st.duplicate_samples),
-        );
-        e.family(
-            "pharos_tsdb_rejected_samples_total",
-            "counter",
-            "Samples rejected by the TSDB, by reason.",
-            &[
-                (&[("reason", "out_of_order")], get(&st.rejected_out_of_order)),
-                (&[("reason", "duplicate_timestamp")], get(&st.rejected_duplicate_timestamp)),
-                (&[("reason", "invalid_labels")], get(&st.rejected_invalid_labels)),
-                (&[("reason", "label_too_long")], get(&st.rejected_label_too_long)),
-                (&[("reason", "series_limit")], get(&st.rejected_series_limit)),
-                (&[("reason", "too_old")], get(&st.rejected_too_old)),
-            ],
-        );
-        e.counter("pharos_tsdb_retention_runs_total", "Runs of the retention sweep.", get(&st.retention_runs));
-        e.counter("pharos_tsdb_chunks_written_total", "Full chunks written to RocksDB.", get(&st.chunks_written));
-        e.counter("pharos_tsdb_flushes_total", "Flushes of the head to disk.", get(&st.flushes));
-        e.gauge("pharos_tsdb_active_series", "Series held in the head.", tsdb.num_series() as f64);
-        e.gauge("pharos_tsdb_disk_bytes", "Bytes of every file in the data directory.", tsdb.disk_bytes() as f64);
-        e.gauge("pharos_tsdb_head_chunks", "Open head chunks holding samples.", tsdb.head_chunks() as f64);
-        for (name, help, value) in tsdb.engine_figures() {
-            e.gauge(name, help, value);
-        }
-    });
+    metrics.register(move |e| tsdb.write_metrics(e));
 }
 
 fn register_scrape_metrics(metrics: &Metrics, scraper: &Scraper) {
-    let st = scraper.stats();
-    let ds = scraper.delivery_stats();
+    let (st, ds) = (scraper.stats(), scraper.delivery_stats());
     metrics.register(move |e| {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-        e.counter("pharos_scrape_scrapes_total", "Scrapes attempted.", get(&st.scrapes));
-        e.counter("pharos_scrape_failures_total", "Scrapes that failed.", get(&st.failures));
-        e.counter("pharos_scrape_samples_total", "Samples scraped.", get(&st.samples));
-        e.gauge("pharos_scrape_targets", "Targets this scraper owns.", get(&st.targets));
-        e.counter("pharos_scrape_sent_samples_total", "Samples delivered to the shards.", get(&ds.sent_samples));
-        e.counter(
-            "pharos_scrape_dropped_samples_total",
-            "Samples dropped, oldest first, while a shard was unavailable past the buffer budget.",
-            get(&ds.dropped_samples),
-        );
-        e.counter(
-            "pharos_scrape_failed_sends_total",
-            "Sends to a shard that failed and were retried.",
-            get(&ds.failed_sends),
-        );
-    });
-}
-
-/// The write streams a writer (gateway, scraper) opened to the ingesters.
-fn register_write_stream_metrics(metrics: &Metrics) {
-    metrics.register(|e| {
-        e.counter(
-            "pharos_cluster_write_streams_opened_total",
-            "Write streams opened to ingesters: one per shard replica written to, plus one per reopen after a break.",
-            pharos_cluster::write_streams_opened_total() as f64,
-        );
+        st.write_metrics(e);
+        ds.write_metrics(e);
     });
 }
 
@@ -207,7 +148,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn find<'a>(eps: &'a [crate::topology::Endpoint], id: &str) -> Option<&'a crate::topology::Endpoint> {
+fn find<'a>(eps: &'a [Endpoint], id: &str) -> Option<&'a Endpoint> {
     eps.iter().find(|e| e.id == id)
 }
 
@@ -228,9 +169,10 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     register_tsdb_metrics(&metrics, tsdb.clone());
     spawn_maintenance(tsdb.clone());
-    let replica = crate::replication::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone(), &a.raft).await?;
-    if let Some(r) = &replica {
-        crate::replication::register_raft_metrics(&metrics, r.clone());
+    let replica =
+        pharos_cluster::start_replica(&topo, &a.role.id, &a.data_dir, tsdb.clone(), |o| a.raft.apply(o)).await?;
+    if let Some(r) = replica.clone() {
+        metrics.register(move |e| r.status().write_metrics(e));
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut rx2 = rx.clone();
@@ -266,7 +208,7 @@ pub async fn querier(q: QuerierArgs) -> anyhow::Result<()> {
     tracing::info!(read_replica = %q.read.read_replica, "querier reads");
     let cluster = Arc::new(topo.cluster(q.read.read_replica)?);
     let router = pharos_api::query_routes(query_state(cluster, metrics.clone()))
-        .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
+        .merge(pharos_api::status_routes(pharos_cluster::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
     pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
     Ok(())
@@ -277,14 +219,14 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(topo.gateway.id == a.id, "gateway {:?} is not in the topology", a.id);
     let http = bind(&topo.gateway.http).await?;
     let metrics = Metrics::new();
-    register_write_stream_metrics(&metrics);
+    metrics.register(pharos_cluster::write_stream_metrics);
     let cluster = Arc::new(topo.cluster(ReadReplica::Leader)?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
     let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
     let router = pharos_api::write_routes(cluster, metrics.clone())
         .merge(pharos_api::proxy_routes(queriers))
         .merge(pharos_api::targets_routes(pharos_api::TargetsSource::remote(scrapers)))
-        .merge(pharos_api::status_routes(crate::status::provider(topo.clone())))
+        .merge(pharos_api::status_routes(pharos_cluster::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
     pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
     Ok(())
@@ -300,7 +242,7 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     };
     let http = bind(&me.http).await?;
     let metrics = Metrics::new();
-    register_write_stream_metrics(&metrics);
+    metrics.register(pharos_cluster::write_stream_metrics);
     let cluster = Arc::new(topo.cluster(ReadReplica::Leader)?);
     let members = match a.kubernetes_members.member_pods() {
         Some(pods) => {

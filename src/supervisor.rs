@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pharos_cluster::{Endpoint, Topology};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 use crate::ClusterUpArgs;
 use crate::roles::{bind, free_addr, shutdown_signal};
-use crate::topology::{Endpoint, ShardTopology, Topology};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProcessEntry {
@@ -48,29 +48,6 @@ struct Proc {
     http: String,
     args: Vec<String>,
     child: Child,
-}
-
-/// Lays out the topology of a new cluster (a pure function of the sizes and
-/// the ports handed out by `port`).
-pub fn plan(a: &ClusterUpArgs, mut port: impl FnMut() -> anyhow::Result<String>) -> anyhow::Result<Topology> {
-    let mut shards = Vec::new();
-    let mut n = 0;
-    for s in 0..a.shards {
-        let mut replicas = Vec::new();
-        for _ in 0..a.replication_factor {
-            let (grpc, http) = (Some(port()?), port()?);
-            replicas.push(Endpoint::new(format!("ingester-{n}"), grpc, http));
-            n += 1;
-        }
-        shards.push(ShardTopology { id: s, replicas });
-    }
-    let scrapers = (0..a.scrapers)
-        .map(|i| Ok(Endpoint::new(format!("scraper-{i}"), None, port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    let queriers = (0..a.queriers)
-        .map(|i| Ok(Endpoint::new(format!("querier-{i}"), None, port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Topology { shards, scrapers, queriers, gateway: Endpoint::new("gateway", None, a.listen.to_string()) })
 }
 
 fn spawn(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
@@ -128,7 +105,9 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let mut topo = plan(&a, || Ok(free_addr()?.to_string()))?;
+    let port = || free_addr().map(|a| a.to_string());
+    let mut topo =
+        Topology::layout(a.shards, a.replication_factor, a.scrapers, a.queriers, &a.listen.to_string(), port)?;
     if let Some(path) = &a.raft_routes {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read raft routes {}", path.display()))?;

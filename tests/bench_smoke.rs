@@ -14,15 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn start_up(dir: &Path, listen: &str, extra: &[&str]) -> Proc {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut cmd = pharos();
-    cmd.args(["up", "--data-dir"]).arg(dir.join("data")).args(["--listen", listen]).args(extra);
-    let mut p = Proc::start(cmd, &dir.join("up.log"));
-    wait_ready(&format!("http://{listen}/-/ready"), 60, &mut p);
-    p
-}
-
 /// A temporary directory with `pharos up` (no scrape jobs) serving at `base`.
 fn up_in_tempdir() -> (tempfile::TempDir, String, Proc) {
     let dir = tempfile::tempdir().unwrap();

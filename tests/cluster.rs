@@ -13,20 +13,8 @@ fn two_shard_cluster_routes_writes_and_reads_every_shard() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let mut cmd = pharos();
-    cmd.args(["cluster", "up", "--dir"]).arg(dir.path()).args([
-        "--shards",
-        "2",
-        "--replication-factor",
-        "1",
-        "--queriers",
-        "2",
-        "--listen",
-        &addr,
-    ]);
-    let mut sup = Proc::start(cmd, &dir.path().join("supervisor.log"));
-
-    let cj = wait_cluster_json(dir.path(), &mut sup, 90);
+    let args = ["--shards", "2", "--replication-factor", "1", "--queriers", "2", "--listen", &addr].map(String::from);
+    let (mut sup, cj) = cluster::cluster_up(dir.path(), &args);
     assert_eq!(cj["gateway"], base.as_str());
     let procs = cj["processes"].as_array().unwrap();
     let ids: Vec<&str> = procs.iter().map(|p| p["id"].as_str().unwrap()).collect();

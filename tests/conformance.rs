@@ -1,7 +1,7 @@
 //! Pharos against a real Prometheus 2.42 on the shared conformance data set:
 //! the same data over remote_write, the same queries (plain selectors and
-//! the shared `queries.promql`), the same answers. Needs `../shared/conformance` beside the repository and installs
-//! Debian's `prometheus` package when it is missing.
+//! the shared `queries.promql`), the same answers. Needs `../shared/conformance` beside the repository and
+//! Debian's `prometheus` package (`scripts/peers.sh`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -18,26 +17,11 @@ fn conformance_dir() -> Option<PathBuf> {
     d.join("promql_diff.py").exists().then(|| d.canonicalize().unwrap())
 }
 
-fn ensure_prometheus() {
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        return;
-    }
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            "(apt-get install -y prometheus || (apt-get update && apt-get install -y prometheus)) >/dev/null 2>&1",
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "could not install Debian's prometheus package (needed as the reference)");
-}
-
 struct Reference(u32);
 
 impl Drop for Reference {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.to_string()).status();
+        signal(self.0, Signal::SIGTERM);
     }
 }
 
@@ -71,7 +55,7 @@ fn selectors_match_prometheus_in_both_modes() {
         eprintln!("SKIPPED: ../shared/conformance not found beside the repository");
         return;
     };
-    ensure_prometheus();
+    require("prometheus", "promtool");
     let dir = tempfile::tempdir().unwrap();
     let end = (now_ms() / 1000 / 3600 - 1) * 3600;
     let ref_addr = free_addr();
@@ -89,35 +73,15 @@ fn selectors_match_prometheus_in_both_modes() {
 
     // The embedded mode.
     let addr = free_addr();
-    let mut cmd = pharos();
-    cmd.args(["up", "--data-dir"]).arg(dir.path().join("up")).args(["--listen", &addr]);
-    let mut up = Proc::start(cmd, &dir.path().join("up.log"));
-    wait_ready(&format!("http://{addr}/-/ready"), 60, &mut up);
+    let up = start_up(&dir.path().join("up"), &addr, &[]);
     check_against_reference(&conf, &reference, &format!("http://{addr}"), end);
     drop(up);
 
     // A two-shard cluster.
     let addr = free_addr();
     let cdir = dir.path().join("cluster");
-    let mut cmd = pharos();
-    cmd.args(["cluster", "up", "--dir"]).arg(&cdir).args([
-        "--shards",
-        "2",
-        "--replication-factor",
-        "1",
-        "--listen",
-        &addr,
-    ]);
-    let mut sup = Proc::start(cmd, &dir.path().join("cluster.log"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !cdir.join("cluster.json").exists() {
-        assert!(
-            Instant::now() < deadline && sup.child.try_wait().unwrap().is_none(),
-            "cluster did not start:\n{}",
-            sup.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let args = ["--shards", "2", "--replication-factor", "1", "--listen", &addr].map(String::from);
+    let (mut sup, _) = cluster::cluster_up(&cdir, &args);
     check_against_reference(&conf, &reference, &format!("http://{addr}"), end);
     sup.terminate();
 }

@@ -120,28 +120,19 @@ fn scrapers_take_their_members_from_the_ready_pods_of_the_statefulset() {
         format!("scrape_configs:\n  - job_name: demo\n    scrape_interval: 1s\n    static_configs: [{{targets: [{list}]}}]\n"),
     )
     .unwrap();
-    let ep = |id: &str| json!({"id": id, "http": free_addr()});
-    let topo = json!({
-        "shards": [{"id": 0, "replicas": [{"id": "ingester-0", "grpc": free_addr(), "http": free_addr()}]}],
-        "scrapers": [ep("scraper-0"), ep("scraper-1")],
-        "queriers": [ep("querier-0")],
-        "gateway": ep("gateway"),
-    });
-    let topology = dir.path().join("topology.json");
-    std::fs::write(&topology, topo.to_string()).unwrap();
-    let http = |v: &serde_json::Value| format!("http://{}", v["http"].as_str().unwrap());
+    let (topo, topology) = cluster::local_topology(dir.path(), 2);
     let mut ingester = pharos();
     ingester.args(["ingester", "--id", "ingester-0", "--topology"]).arg(&topology);
     ingester.arg("--data-dir").arg(dir.path().join("ingester-0"));
     let mut procs =
-        vec![(Proc::start(ingester, &dir.path().join("ingester-0.log")), http(&topo["shards"][0]["replicas"][0]))];
+        vec![(Proc::start(ingester, &dir.path().join("ingester-0.log")), cluster::http(&topo.shards[0].replicas[0]))];
     for i in 0..2 {
         let id = format!("scraper-{i}");
         let mut cmd = pharos();
         cmd.args(["scraper", "--id", &id, "--topology"]).arg(&topology).arg("--config").arg(&config);
         cmd.args(["--members-selector", "app.kubernetes.io/name=pharos-scraper", "--members-namespace", "mon"]);
         cmd.arg("--members-kubeconfig").arg(&kubeconfig);
-        procs.push((Proc::start(cmd, &dir.path().join(format!("{id}.log"))), http(&topo["scrapers"][i])));
+        procs.push((Proc::start(cmd, &dir.path().join(format!("{id}.log"))), cluster::http(&topo.scrapers[i])));
     }
     for (p, url) in procs.iter_mut() {
         wait_ready(&format!("{url}/-/ready"), 60, p);

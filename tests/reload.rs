@@ -114,7 +114,7 @@ fn reload_applies_the_difference_and_rejects_a_bad_file() {
 
     // SIGHUP with a good file: c stops, the gauge is 1 again.
     write_config(&config, &[&a]);
-    let _ = std::process::Command::new("kill").arg("-HUP").arg(p.child.id().to_string()).status();
+    signal(p.child.id(), Signal::SIGHUP);
     wait_instances(&base, &[&a], &p);
     let deadline = Instant::now() + Duration::from_secs(10);
     while reload_gauge(&base) != "pharos_config_last_reload_successful 1" {

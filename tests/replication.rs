@@ -11,189 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster::{Cluster, grpc_of};
 use common::*;
-
-struct Cluster {
-    sup: Proc,
-    dir: tempfile::TempDir,
-    base: String,
-    /// The `cluster up` arguments after `--dir DIR`, for a restart.
-    args: Vec<String>,
-}
-
-impl Cluster {
-    fn start(shards: u32) -> Cluster {
-        Self::start_with(shards, tempfile::tempdir().unwrap(), &[])
-    }
-
-    /// `cluster up` in `dir` with `extra` arguments.
-    fn start_with(shards: u32, dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
-        let addr = free_addr();
-        let mut args: Vec<String> =
-            ["--shards", &shards.to_string(), "--replication-factor", "3", "--listen", &addr].map(String::from).into();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let sup = Self::spawn(dir.path(), &args);
-        let c = Cluster { sup, dir, base: format!("http://{addr}"), args };
-        c.leaders();
-        c
-    }
-
-    /// One shard whose replicas reach each other's raft service only through
-    /// a proxy (`cluster up --raft-routes`), which can cut a replica off.
-    fn start_behind_proxy(extra: &[&str]) -> (Cluster, common::proxy::Proxy) {
-        let dir = tempfile::tempdir().unwrap();
-        let topo = dir.path().join("topology.json");
-        let proxy =
-            common::proxy::Proxy::start(&["ingester-0", "ingester-1", "ingester-2"], move |id| grpc_of(&topo, id));
-        let routes = dir.path().join("raft-routes.json");
-        std::fs::write(&routes, proxy.routes().to_string()).unwrap();
-        let routes = routes.display().to_string();
-        let mut args = extra.to_vec();
-        args.extend(["--raft-routes", &routes]);
-        (Cluster::start_with(1, dir, &args), proxy)
-    }
-
-    /// A supervisor, `cluster up --dir dir args`, once it wrote `cluster.json`.
-    fn spawn(dir: &std::path::Path, args: &[String]) -> Proc {
-        let mut cmd = pharos();
-        cmd.args(["cluster", "up", "--dir"]).arg(dir).args(args);
-        let log = dir.join(format!("supervisor-{}.log", now_ms()));
-        let mut sup = Proc::start(cmd, &log);
-        wait_cluster_json(dir, &mut sup, 120);
-        sup
-    }
-
-    /// Waits until every shard has a leader.
-    fn leaders(&self) {
-        let shards = self.args[1].parse::<usize>().unwrap();
-        for s in 0..shards {
-            self.leader(s, None);
-        }
-    }
-
-    /// The whole cluster, stopped (SIGTERM to the supervisor, which stops
-    /// every process it started and removes `cluster.json`).
-    fn stop(&mut self) {
-        let status = self.sup.terminate();
-        assert!(status.success(), "the supervisor exited with {status}:\n{}", self.sup.log());
-        assert!(!self.dir.path().join("cluster.json").exists(), "cluster.json left behind after a clean stop");
-    }
-
-    /// Started again from the same directory, on the same public address.
-    fn restart(&mut self) {
-        self.sup = Self::spawn(self.dir.path(), &self.args);
-        self.leaders();
-    }
-
-    fn processes(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["processes"].as_array().unwrap().clone()
-    }
-
-    fn pid(&self, id: &str) -> u32 {
-        self.processes().iter().find(|p| p["id"] == id).unwrap()["pid"].as_u64().unwrap() as u32
-    }
-
-    fn status(&self) -> serde_json::Value {
-        get_json(&format!("{}/api/v1/status/cluster", self.base)).1
-    }
-
-    /// Waits until shard `shard` has a leader other than `not`; returns it.
-    fn leader(&self, shard: usize, not: Option<&str>) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let st = self.status();
-            if let Some(l) = st["data"]["shards"][shard]["leader"].as_str()
-                && Some(l) != not
-            {
-                return l.to_string();
-            }
-            assert!(Instant::now() < deadline, "shard {shard} has no leader: {st}\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until every replica of every shard answers and has applied what its leader committed.
-    fn converged(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let st = self.status();
-            let ok = st["data"]["shards"].as_array().is_some_and(|shards| {
-                shards.iter().all(|s| {
-                    let commit = s["commit_index"].as_u64();
-                    s["leader"].is_string()
-                        && s["replicas"].as_array().unwrap().iter().all(|r| {
-                            r["state"] != "unreachable" && commit.is_some() && r["applied_index"].as_u64() >= commit
-                        })
-                })
-            });
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "replicas did not converge: {st}\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("logs")) {
-            for e in rd.flatten() {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("panicked at")) {
-                    let more = lines[i + 1..].iter().take(2).copied().collect::<Vec<_>>().join("\n");
-                    out += &format!("PANIC in {}: {l}\n{more}\n", e.path().display());
-                }
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                out +=
-                    &format!("--- {}\n{}\n", e.path().display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-            }
-        }
-        out
-    }
-
-    fn data_dir(&self, id: &str) -> std::path::PathBuf {
-        self.dir.path().join("data").join(id)
-    }
-
-    /// A new ingester `id` of shard 0, outside the supervisor, in a copy of
-    /// the topology that lists it with the shard, once ready; with its gRPC
-    /// and HTTP addresses. It waits to be added to the raft group.
-    fn extra_ingester(&self, id: &str, args: &[&str]) -> (Proc, String, String) {
-        let mut topo: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("topology.json")).unwrap()).unwrap();
-        let (grpc, http) = (free_addr(), free_addr());
-        topo["shards"][0]["replicas"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"id": id, "grpc": grpc, "http": http}));
-        let topo_path = self.dir.path().join(format!("topology-with-{id}.json"));
-        std::fs::write(&topo_path, topo.to_string()).unwrap();
-        let mut cmd = pharos();
-        cmd.args(["ingester", "--id", id, "--topology"])
-            .arg(&topo_path)
-            .arg("--data-dir")
-            .arg(self.data_dir(id))
-            .args(args);
-        let mut p = Proc::start(cmd, &self.dir.path().join("logs").join(format!("{id}.log")));
-        wait_ready(&format!("http://{http}/-/ready"), 30, &mut p);
-        (p, grpc, http)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = pharos().args(["cluster", "down", "--dir"]).arg(self.dir.path()).output();
-        let _ = self.sup.child.kill();
-    }
-}
-
-fn kill9(pid: u32) {
-    let ok = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill -9 {pid} failed");
-}
 
 /// Writes one sample per request (several series, spread over shards)
 /// until told to stop; records what was acknowledged and when.
@@ -382,13 +201,13 @@ fn leader_killed_during_writes_loses_no_acknowledged_sample() {
     // Hold the supervisor, so the killed leader stays down until a
     // follower is elected (restarted at once, it would take its lead back).
     let sup = c.sup.child.id();
-    signal(sup, "STOP");
+    signal(sup, Signal::SIGSTOP);
     let killed_at = Instant::now();
     kill9(c.pid(&leader));
     let new_leader = c.leader(0, Some(&leader));
     let elected = killed_at.elapsed();
     w.wait_for(50, 60);
-    signal(sup, "CONT");
+    signal(sup, Signal::SIGCONT);
     let t0 = w.t0;
     let (acked, gap) = w.finish(killed_at);
     eprintln!(
@@ -420,12 +239,12 @@ fn frozen_leader_is_replaced_and_rejoins_as_follower() {
     let (old, old_term) = (c.leader(0, None), term(&c));
     let pid = c.pid(&old);
     let frozen_at = Instant::now();
-    signal(pid, "STOP");
+    signal(pid, Signal::SIGSTOP);
     let new = c.leader(0, Some(&old));
     w.wait_for(50, 60);
     let elected = frozen_at.elapsed();
     assert!(term(&c) > old_term, "a new leader in the same term");
-    signal(pid, "CONT");
+    signal(pid, Signal::SIGCONT);
     c.converged();
     let st = c.status();
     let reps = st["data"]["shards"][0]["replicas"].as_array().unwrap();
@@ -441,12 +260,6 @@ fn frozen_leader_is_replaced_and_rejoins_as_follower() {
         acked.len()
     );
     check_all_back(&c.base, t0, &acked);
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok =
-        std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill -{sig} {pid} failed");
 }
 
 /// A figure from a Prometheus text exposition.
@@ -487,7 +300,7 @@ fn rolling_restart_and_wiped_replica_keep_every_sample() {
     let queries = QueryLoop::start(&c.base);
     for id in &ingesters {
         let pid = c.pid(id);
-        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        signal(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         while c.pid(id) == pid {
             assert!(Instant::now() < deadline, "{id} was not restarted");
@@ -509,12 +322,12 @@ fn rolling_restart_and_wiped_replica_keep_every_sample() {
     }
     // Hold the supervisor while the disk is wiped, so the restart sees it empty.
     let sup = c.sup.child.id();
-    signal(sup, "STOP");
+    signal(sup, Signal::SIGSTOP);
     kill9(c.pid(&victim));
     std::thread::sleep(Duration::from_millis(300));
     std::fs::remove_dir_all(c.data_dir(&victim)).unwrap();
     let wiped_at = Instant::now();
-    signal(sup, "CONT");
+    signal(sup, Signal::SIGCONT);
     // It installs a snapshot and holds every series again. Its HTTP side
     // may still be starting (the supervisor restarts it): poll.
     let url = format!("{}/metrics", replica_status(&c, &victim)["http"].as_str().unwrap());
@@ -626,13 +439,6 @@ impl LeaderLog {
     }
 }
 
-/// The gRPC address of `id` in the topology `cluster up` wrote to `topo`.
-fn grpc_of(topo: &std::path::Path, id: &str) -> Option<String> {
-    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(topo).ok()?).ok()?;
-    let reps = t["shards"].as_array()?.iter().flat_map(|s| s["replicas"].as_array().cloned().unwrap_or_default());
-    reps.into_iter().find(|r| r["id"] == id)?["grpc"].as_str().map(str::to_string)
-}
-
 /// The replicas reach each other's raft service only through a proxy
 /// (`cluster up --raft-routes`); the proxy cuts the leader off from its
 /// followers, while clients still reach every replica. The followers elect
@@ -734,7 +540,7 @@ fn dead_replica_is_replaced_with_admin_commands() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let dead = ["ingester-0", "ingester-1", "ingester-2"].into_iter().rfind(|id| *id != leader).unwrap().to_string();
-    signal(c.pid(&dead), "STOP");
+    signal(c.pid(&dead), Signal::SIGSTOP);
 
     let (new, grpc, http) = c.extra_ingester("ingester-3", SNAPSHOT_OFTEN);
 
@@ -772,7 +578,7 @@ fn dead_replica_is_replaced_with_admin_commands() {
         acked.len()
     );
     // Gone for good, before the supervisor's teardown.
-    signal(c.pid(&dead), "KILL");
+    signal(c.pid(&dead), Signal::SIGKILL);
 }
 
 /// Writes sample `k` of series `rw` (at `t0 + k` s) through the gateway,
@@ -836,14 +642,14 @@ fn follower_reads_see_every_acknowledged_sample_while_a_follower_is_down() {
     // would go to it fail over to the other replicas.
     let victim = followers[0].clone();
     let sup = c.sup.child.id();
-    signal(sup, "STOP");
+    signal(sup, Signal::SIGSTOP);
     let pid = c.pid(&victim);
     kill9(pid);
     for k in 30..60 {
         write_then_read(&c.base, t0, k);
     }
     all_of_rw_back(&c.base, t0, 60);
-    signal(sup, "CONT");
+    signal(sup, Signal::SIGCONT);
 
     // Back (restarted by the supervisor, serving) and caught up, it serves
     // reads again.

@@ -155,8 +155,8 @@ fn start_node_exporter(dir: &Path) -> (Proc, String) {
 
 #[test]
 fn pharos_and_prometheus_scrape_the_same_series_and_values() {
-    ensure_package("prometheus", "prometheus");
-    ensure_package("prometheus-node-exporter", "prometheus-node-exporter");
+    require("prometheus", "prometheus");
+    require("prometheus-node-exporter", "prometheus-node-exporter");
     let dir = tempfile::tempdir().unwrap();
     let (_node, node) = start_node_exporter(dir.path());
     let synthetic = vec![serve_metrics(SYNTHETIC.to_string()), serve_metrics(SYNTHETIC.to_string())];

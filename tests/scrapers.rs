@@ -29,18 +29,10 @@ fn write_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {
 }
 
 fn start_cluster(dir: &Path, config: &Path, scrapers: u32, addr: &str) -> (Proc, serde_json::Value) {
-    let mut cmd = pharos();
-    cmd.args(["cluster", "up", "--dir"]).arg(dir).arg("--config").arg(config).args([
-        "--replication-factor",
-        "1",
-        "--scrapers",
-        &scrapers.to_string(),
-        "--listen",
-        addr,
-    ]);
-    let mut sup = Proc::start(cmd, &dir.join("supervisor.log"));
-    let cj = wait_cluster_json(dir, &mut sup, 90);
-    (sup, cj)
+    let config = config.display().to_string();
+    let args =
+        ["--config", &config, "--replication-factor", "1", "--scrapers", &scrapers.to_string(), "--listen", addr];
+    cluster::cluster_up(dir, &args.map(String::from))
 }
 
 /// Owner (the `scraper` field) of each active target, by scrape URL.
@@ -182,25 +174,17 @@ fn scrapers_hand_targets_over_without_gaps_duplicates_or_staleness_markers() {
     let dir = tempfile::tempdir().unwrap();
     let targets = serve_targets(30);
     let config = write_config(dir.path(), &targets);
-    let ep = |id: &str| serde_json::json!({"id": id, "http": free_addr()});
-    let topo = serde_json::json!({
-        "shards": [{"id": 0, "replicas": [{"id": "ingester-0", "grpc": free_addr(), "http": free_addr()}]}],
-        "scrapers": (0..4).map(|i| ep(&format!("scraper-{i}"))).collect::<Vec<_>>(),
-        "queriers": [ep("querier-0")],
-        "gateway": ep("gateway"),
-    });
-    let topology = dir.path().join("topology.json");
-    std::fs::write(&topology, topo.to_string()).unwrap();
+    let (topo, topology) = cluster::local_topology(dir.path(), 4);
     let roles = Roles { dir: dir.path().to_path_buf(), topology, config };
-    let http = |v: &serde_json::Value| format!("http://{}", v["http"].as_str().unwrap());
-    let base = http(&topo["gateway"]);
+    let http = cluster::http;
+    let base = http(&topo.gateway);
     let mut procs = vec![
-        (roles.start("ingester", "ingester-0"), http(&topo["shards"][0]["replicas"][0])),
-        (roles.start("querier", "querier-0"), http(&topo["queriers"][0])),
+        (roles.start("ingester", "ingester-0"), http(&topo.shards[0].replicas[0])),
+        (roles.start("querier", "querier-0"), http(&topo.queriers[0])),
         (roles.start("gateway", "gateway"), base.clone()),
     ];
     for i in 0..3 {
-        procs.push((roles.start("scraper", &format!("scraper-{i}")), http(&topo["scrapers"][i])));
+        procs.push((roles.start("scraper", &format!("scraper-{i}")), http(&topo.scrapers[i])));
     }
     for (p, url) in procs.iter_mut() {
         wait_ready(&format!("{url}/-/ready"), 60, p);
@@ -247,7 +231,7 @@ fn scrapers_hand_targets_over_without_gaps_duplicates_or_staleness_markers() {
 
     // scraper-3 joins: only targets moving to it move.
     let mut s3 = roles.start("scraper", "scraper-3");
-    wait_ready(&format!("{}/-/ready", http(&topo["scrapers"][3])), 60, &mut s3);
+    wait_ready(&format!("{}/-/ready", http(&topo.scrapers[3])), 60, &mut s3);
     let joined = settled(&["scraper-0", "scraper-2", "scraper-3"], "after scraper-3 joined");
     let moved = joined.iter().filter(|(url, owner)| two[*url] != **owner).count();
     assert!(joined.iter().all(|(url, owner)| two[url] == *owner || owner == "scraper-3"));

@@ -8,15 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn start_up(dir: &std::path::Path, listen: &str, extra: &[&str]) -> Proc {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut cmd = pharos();
-    cmd.args(["up", "--data-dir"]).arg(dir.join("data")).args(["--listen", listen]).args(extra);
-    let mut p = Proc::start(cmd, &dir.join(format!("up-{}.log", listen.replace(':', "_"))));
-    wait_ready(&format!("http://{listen}/-/ready"), 60, &mut p);
-    p
-}
-
 #[test]
 fn up_scrapes_itself_and_serves_the_prometheus_api() {
     let dir = tempfile::tempdir().unwrap();

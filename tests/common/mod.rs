@@ -1,14 +1,22 @@
-//! Helpers shared by the integration tests: start the real `pharos` binary,
-//! talk to it over HTTP, and stop it whatever happens.
+//! Helpers shared by the integration tests: start the real `pharos` binary
+//! (`pharos up`: [`start_up`]; `pharos cluster up`: [`cluster`]), talk to it
+//! over HTTP, signal it ([`signal`]), stand in for an exporter
+//! ([`serve_metrics`]), and stop it whatever happens. Peers (Prometheus,
+//! node-exporter, ...) are installed by `scripts/peers.sh` before the tests
+//! run; [`require`] fails naming it when one is missing.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+#[path = "../../crates/scrape/tests/common/exporter.rs"]
+pub mod exporter;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use nix::sys::signal::Signal;
 use pharos_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 
@@ -60,7 +68,7 @@ impl Proc {
 
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        signal(self.child.id(), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -77,6 +85,17 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `sig` to process `pid`.
+pub fn signal(pid: u32, sig: Signal) {
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(target, sig).unwrap_or_else(|e| panic!("cannot send {sig:?} to {pid}: {e}"));
+}
+
+/// SIGKILL: no flush, no clean shutdown.
+pub fn kill9(pid: u32) {
+    signal(pid, Signal::SIGKILL);
 }
 
 pub fn client() -> reqwest::blocking::Client {
@@ -187,38 +206,33 @@ pub fn serve_metrics(body: String) -> String {
                     Ok(k) => head.extend_from_slice(&buf[..k]),
                 }
             }
-            let _ = write!(
-                c,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let _ = c.write_all(exporter::response(exporter::TEXT_FORMAT, &body).as_bytes());
         }
     });
     addr
 }
 
-/// Installs Debian package `package` unless `binary` is on the PATH. Waits
-/// for a dpkg lock another installer holds instead of failing on it.
-pub fn ensure_package(package: &str, binary: &str) {
-    if Command::new("sh").arg("-c").arg(format!("command -v {binary}")).output().is_ok_and(|o| o.status.success()) {
-        return;
-    }
-    let install = format!(
-        "export DEBIAN_FRONTEND=noninteractive; a='apt-get -o DPkg::Lock::Timeout=600 -y -q'; \
-         ($a install {package} || ($a update && $a install {package})) >/dev/null 2>&1"
-    );
-    let ok = Command::new("sh").arg("-c").arg(install).status().unwrap().success();
-    assert!(ok, "could not install Debian's {package} package");
+/// Fails unless `binary` (of Debian's `package`) is on the PATH: the test
+/// command installs the peers before the tests (`scripts/peers.sh`).
+pub fn require(package: &str, binary: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()));
+    assert!(found, "{binary} (Debian's {package}) is missing: run scripts/peers.sh, as scripts/test.sh does");
+}
+
+/// `pharos up --listen LISTEN EXTRA` with its data in `dir/data`, once ready.
+pub fn start_up(dir: &Path, listen: &str, extra: &[&str]) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = pharos();
+    cmd.args(["up", "--data-dir"]).arg(dir.join("data")).args(["--listen", listen]).args(extra);
+    let mut p = Proc::start(cmd, &dir.join(format!("up-{}.log", listen.replace(':', "_"))));
+    wait_ready(&format!("http://{listen}/-/ready"), 60, &mut p);
+    p
 }
 
 /// `pharos up --config CONFIG` on a free loopback address with its data in
 /// `dir`, once ready; returns the process and its base URL.
 pub fn up_with_config(dir: &Path, config: &Path) -> (Proc, String) {
     let addr = free_addr();
-    let base = format!("http://{addr}");
-    let mut cmd = pharos();
-    cmd.args(["up", "--data-dir"]).arg(dir.join("data")).args(["--listen", &addr, "--config"]).arg(config);
-    let mut p = Proc::start(cmd, &dir.join("up.log"));
-    wait_ready(&format!("{base}/-/ready"), 60, &mut p);
-    (p, base)
+    let p = start_up(dir, &addr, &["--config", config.to_str().unwrap()]);
+    (p, format!("http://{addr}"))
 }

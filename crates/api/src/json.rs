@@ -9,18 +9,7 @@ pub fn success(data: J) -> Json<J> {
     Json(json!({"status": "success", "data": data}))
 }
 
-/// Prometheus's float formatting (Go's `FormatFloat(v, 'f', -1, 64)`).
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    }
-}
+pub use pharos_exposition::format_value;
 
 /// Unix seconds, as an integer when whole.
 pub fn format_time(t_ms: i64) -> J {

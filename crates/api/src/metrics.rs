@@ -4,7 +4,6 @@
 //! values when `/metrics` is scraped. Values are read from atomics owned by
 //! the code that measures them, so scraping never blocks the hot path.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,39 +48,7 @@ impl Counters {
     }
 }
 
-/// Text being written for one scrape.
-#[derive(Default)]
-pub struct Exposition(String);
-
-impl Exposition {
-    /// Writes one metric family with one or more samples.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&[(&str, &str)], f64)]) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            self.0.push_str(name);
-            if !labels.is_empty() {
-                self.0.push('{');
-                for (i, (k, lv)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        self.0.push(',');
-                    }
-                    let esc = lv.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                    let _ = write!(self.0, "{k}=\"{esc}\"");
-                }
-                self.0.push('}');
-            }
-            let _ = writeln!(self.0, " {}", crate::json::format_value(*v));
-        }
-    }
-
-    pub fn gauge(&mut self, name: &str, help: &str, v: f64) {
-        self.family(name, "gauge", help, &[(&[], v)]);
-    }
-
-    pub fn counter(&mut self, name: &str, help: &str, v: f64) {
-        self.family(name, "counter", help, &[(&[], v)]);
-    }
-}
+pub use pharos_exposition::Exposition;
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
@@ -128,7 +95,7 @@ impl Metrics {
         for c in self.collectors.read().iter() {
             c(&mut e);
         }
-        e.0
+        e.into_text()
     }
 }
 

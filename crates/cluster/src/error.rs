@@ -26,6 +26,9 @@ pub enum Error {
     NotLeader { leader: Option<u64>, addr: Option<String> },
     #[error("internal: {0}")]
     Internal(String),
+    /// A topology that is unreadable or fails validation; names the field.
+    #[error("invalid topology: {0}")]
+    InvalidTopology(String),
 }
 
 /// What kind of failure an [`Error`] is: what crosses the wire, and what

@@ -20,6 +20,12 @@
 //! - [`RaftService`], [`GrpcTransport`]: raft between the replicas of a
 //!   shard over gRPC (`pharos-raft` owns the consensus itself).
 //!
+//! - [`Topology`] (`topology.rs`): which processes exist and where they
+//!   listen, its validation and the naming of replicas; [`plan_group`]
+//!   (`formation.rs`) decides a replicated shard's raft group from it, and
+//!   [`start_replica`] starts the replica; `status.rs` renders the cluster
+//!   status page ([`status::render`]: leader, term, members and lag from the
+//!   replicas' raft status).
 //! - Pushdown (`pushdown.rs`): shards evaluate the aggregations the querier
 //!   pushes down ([`Cluster::eval_partials`]); `pharos-promql` decides what
 //!   is pushed and combines the partial answers.
@@ -31,6 +37,7 @@ mod convert;
 mod cursor;
 mod distributor;
 mod error;
+mod formation;
 mod inflight;
 mod ingester;
 mod pushdown;
@@ -38,18 +45,22 @@ mod raft;
 mod read;
 mod ring;
 mod shard;
+pub mod status;
+mod topology;
 mod write_stream;
 
 pub use convert::*;
 pub use distributor::Cluster;
 pub use error::{Error, ErrorCode, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+pub use formation::{GroupPlan, plan_group, start_replica};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};
 pub use ingester::{IngesterService, serve_ingester};
 pub use raft::{GrpcTransport, RaftService, add_replica, remove_replica, replica_status};
 pub use read::{READ_REPLICA_HEADER, ReadReplica};
 pub use ring::{Ring, VNODES};
 pub use shard::{LocalShard, RemoteShard, Shard};
-pub use write_stream::write_streams_opened_total;
+pub use topology::{Endpoint, ShardTopology, Topology, node_id};
+pub use write_stream::{write_stream_metrics, write_streams_opened_total};
 
 /// Largest gRPC message accepted or sent (remote_write batches can be big).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

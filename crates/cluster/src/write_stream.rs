@@ -57,6 +57,15 @@ pub fn write_streams_opened_total() -> u64 {
     OPENED.load(Ordering::Relaxed)
 }
 
+/// Writes `pharos_cluster_write_streams_opened_total`, for a writer's `/metrics`.
+pub fn write_stream_metrics(e: &mut pharos_exposition::Exposition) {
+    e.counter(
+        "pharos_cluster_write_streams_opened_total",
+        "Write streams opened to ingesters: one per shard replica written to, plus one per reopen after a break.",
+        write_streams_opened_total() as f64,
+    );
+}
+
 /// Writers waiting for their answer on one open stream.
 #[derive(Default)]
 struct Pending {

@@ -30,7 +30,10 @@
 //! regexes; apart from the returned label strings, per-sample work reuses
 //! scratch buffers. No input makes them panic.
 //!
-//! This crate owns parsing only: it never does I/O (the body is already in
+//! [`Exposition`] is the writing side, for Pharos's own `/metrics`: every
+//! crate writes the metrics of the counters it keeps into it.
+//!
+//! This crate owns the format only: it never does I/O (the body is already in
 //! memory) and never applies scrape policy such as relabelling, limits or
 //! staleness, which belong to `pharos-scrape`.
 
@@ -39,10 +42,12 @@ mod meta;
 mod openmetrics;
 mod prom;
 mod scan;
+mod write;
 
 use std::fmt;
 
 use pharos_model::Labels;
+pub use write::{Exposition, format_value};
 
 /// The exposition formats the parser understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,7 @@
 
 pub mod archive;
 mod error;
+mod metrics;
 pub mod network;
 pub mod replica;
 pub mod snapshot;

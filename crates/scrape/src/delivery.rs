@@ -31,6 +31,24 @@ pub struct DeliveryStats {
     pub failed_sends: AtomicU64,
 }
 
+impl DeliveryStats {
+    /// Writes the delivery's metrics, `pharos_scrape_*`.
+    pub fn write_metrics(&self, e: &mut pharos_exposition::Exposition) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        e.counter("pharos_scrape_sent_samples_total", "Samples delivered to the shards.", get(&self.sent_samples));
+        e.counter(
+            "pharos_scrape_dropped_samples_total",
+            "Samples dropped, oldest first, while a shard was unavailable past the buffer budget.",
+            get(&self.dropped_samples),
+        );
+        e.counter(
+            "pharos_scrape_failed_sends_total",
+            "Sends to a shard that failed and were retried.",
+            get(&self.failed_sends),
+        );
+    }
+}
+
 /// Batches by tenant, oldest first, and the samples they hold.
 type Batches = (VecDeque<(String, Vec<SeriesSamples>)>, usize);
 

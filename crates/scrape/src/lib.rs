@@ -59,6 +59,17 @@ pub struct ScrapeStats {
     pub targets: AtomicU64,
 }
 
+impl ScrapeStats {
+    /// Writes the scrape loops' metrics, `pharos_scrape_*`.
+    pub fn write_metrics(&self, e: &mut pharos_exposition::Exposition) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        e.counter("pharos_scrape_scrapes_total", "Scrapes attempted.", get(&self.scrapes));
+        e.counter("pharos_scrape_failures_total", "Scrapes that failed.", get(&self.failures));
+        e.counter("pharos_scrape_samples_total", "Samples scraped.", get(&self.samples));
+        e.gauge("pharos_scrape_targets", "Targets this scraper owns.", get(&self.targets));
+    }
+}
+
 /// The last scrape of a target, for the targets page.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetHealth {

@@ -33,10 +33,7 @@ async fn serve_metrics(ip: &str) -> u16 {
                     return;
                 }
                 let body = "# TYPE k8s_demo gauge\nk8s_demo 1\n";
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let resp = common::exporter::response(common::exporter::TEXT_FORMAT, body);
                 let _ = conn.write_all(resp.as_bytes()).await;
             });
         }

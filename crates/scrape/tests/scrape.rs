@@ -28,10 +28,8 @@ async fn serve(requests: Arc<Mutex<Vec<String>>>) -> String {
             tokio::spawn(async move {
                 let Some(head) = common::read_head(&mut conn).await else { return };
                 requests.lock().unwrap().push(String::from_utf8_lossy(&head).to_lowercase());
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
+                let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                let resp = common::exporter::response(openmetrics, BODY);
                 let _ = conn.write_all(resp.as_bytes()).await;
             });
         }

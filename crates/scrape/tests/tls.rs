@@ -53,10 +53,7 @@ async fn serve_https() -> String {
                 if common::read_head(&mut conn).await.is_none() {
                     return;
                 }
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
+                let resp = common::exporter::response(common::exporter::TEXT_FORMAT, BODY);
                 let _ = conn.write_all(resp.as_bytes()).await;
                 let _ = conn.shutdown().await;
             });

@@ -1,5 +1,9 @@
 //! Helpers shared by this crate's integration tests.
 
+#![allow(dead_code)]
+
+pub mod exporter;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Reads an HTTP request up to the blank line after its headers, as the

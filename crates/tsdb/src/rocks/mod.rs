@@ -19,6 +19,7 @@
 //! range deletes ([`RocksStorage::apply_retention`]).
 
 mod keys;
+mod metrics;
 mod restore;
 mod wal;
 
@@ -99,12 +100,8 @@ impl Default for RocksOptions {
 pub struct Stats {
     pub appended_samples: AtomicU64,
     pub duplicate_samples: AtomicU64,
-    pub rejected_out_of_order: AtomicU64,
-    pub rejected_duplicate_timestamp: AtomicU64,
-    pub rejected_invalid_labels: AtomicU64,
-    pub rejected_label_too_long: AtomicU64,
-    pub rejected_series_limit: AtomicU64,
-    pub rejected_too_old: AtomicU64,
+    /// Rejected samples, one counter per [`RejectReason`] (see [`Stats::rejected`]).
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     pub retention_runs: AtomicU64,
     pub chunks_written: AtomicU64,
     pub flushes: AtomicU64,
@@ -712,15 +709,7 @@ impl RocksStorage {
         st.appended_samples.fetch_add(res.accepted - res.duplicates, Ordering::Relaxed);
         st.duplicate_samples.fetch_add(res.duplicates, Ordering::Relaxed);
         for r in &res.rejected {
-            let c = match r.reason {
-                RejectReason::OutOfOrder => &st.rejected_out_of_order,
-                RejectReason::DuplicateTimestamp => &st.rejected_duplicate_timestamp,
-                RejectReason::InvalidLabels => &st.rejected_invalid_labels,
-                RejectReason::LabelTooLong => &st.rejected_label_too_long,
-                RejectReason::SeriesLimit => &st.rejected_series_limit,
-                RejectReason::TooOld => &st.rejected_too_old,
-            };
-            c.fetch_add(r.count, Ordering::Relaxed);
+            st.rejected(r.reason).fetch_add(r.count, Ordering::Relaxed);
         }
     }
 

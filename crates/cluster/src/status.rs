@@ -28,7 +28,7 @@ pub fn provider(topo: Topology) -> Arc<dyn Fn() -> Value + Send + Sync> {
             loop {
                 let polls = topo.shards.iter().filter(|s| s.replicas.len() > 1).flat_map(|s| &s.replicas).map(|r| {
                     let (id, grpc) = (r.id.clone(), r.grpc.clone().unwrap_or_default());
-                    async move { (id, pharos_cluster::replica_status(&grpc, POLL_TIMEOUT).await.ok()) }
+                    async move { (id, crate::replica_status(&grpc, POLL_TIMEOUT).await.ok()) }
                 });
                 let got: Answers = join_all(polls).await.into_iter().collect();
                 *answers.lock() = got;
