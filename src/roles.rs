@@ -63,6 +63,7 @@ fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs, replicated: bool) -> 
         retention_ms: Some(storage.retention),
         max_series_per_tenant: (storage.max_series_per_tenant > 0).then_some(storage.max_series_per_tenant),
         external_log: replicated,
+        sync_writes: !storage.no_wal_sync,
         extra_column_families: match replicated {
             true => pharos_raft::store::COLUMN_FAMILIES.map(String::from).to_vec(),
             false => Vec::new(),
@@ -103,6 +104,11 @@ fn register_tsdb_metrics(metrics: &Metrics, tsdb: Arc<RocksStorage>) {
         e.gauge("pharos_tsdb_active_series", "Series held in the head.", tsdb.num_series() as f64);
         e.gauge("pharos_tsdb_disk_bytes", "Bytes of every file in the data directory.", tsdb.disk_bytes() as f64);
         e.gauge("pharos_tsdb_head_chunks", "Open head chunks holding samples.", tsdb.head_chunks() as f64);
+        e.counter(
+            "pharos_tsdb_wal_syncs_total",
+            "Syncs of the write-ahead log (the raft log on a replica), each shared by the writes waiting then.",
+            tsdb.group_sync().syncs() as f64,
+        );
         for (name, help, value) in tsdb.engine_figures() {
             e.gauge(name, help, value);
         }
