@@ -102,6 +102,11 @@ pub struct StorageArgs {
     /// Active series one tenant may have (0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub max_series_per_tenant: usize,
+    /// Acknowledge writes before the write-ahead log (or raft log) is synced
+    /// to disk: cheaper, but a power loss can lose acknowledged samples (a
+    /// killed process loses nothing either way). For benchmarks.
+    #[arg(long)]
+    pub no_wal_sync: bool,
 }
 
 fn parse_retention(s: &str) -> Result<i64, String> {

@@ -61,6 +61,7 @@ fn open_tsdb(dir: &std::path::Path, storage: &StorageArgs, replicated: bool) -> 
         retention_ms: Some(storage.retention),
         max_series_per_tenant: (storage.max_series_per_tenant > 0).then_some(storage.max_series_per_tenant),
         external_log: replicated,
+        sync_writes: !storage.no_wal_sync,
         extra_column_families: match replicated {
             true => pharos_raft::store::COLUMN_FAMILIES.map(String::from).to_vec(),
             false => Vec::new(),

@@ -138,6 +138,9 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
             args.extend(["--data-dir".into(), dir.join("data").join(&r.id).display().to_string()]);
             args.extend(["--retention".into(), format!("{}ms", a.storage.retention)]);
             args.extend(["--max-series-per-tenant".into(), a.storage.max_series_per_tenant.to_string()]);
+            if a.storage.no_wal_sync {
+                args.push("--no-wal-sync".into());
+            }
             args.extend(a.raft.to_args());
             plan_procs.push(("ingester", r.clone(), Some(s.id), args));
         }

@@ -243,3 +243,29 @@ fn up_keeps_every_acknowledged_sample_across_kill_9_during_ingest() {
         assert!(n == acked || n == acked + 1, "series {} has {n} samples, {acked} were acknowledged", s["metric"]);
     }
 }
+
+/// Reads one counter (without labels) from a `/metrics` page.
+fn counter(base: &str, name: &str) -> f64 {
+    let page = client().get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not on /metrics:\n{page}"))
+}
+
+#[test]
+fn every_acknowledged_remote_write_was_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let _p = start_up(dir.path(), &addr, &[]);
+    let t0 = (now_ms() / 3_600_000 - 1) * 3_600_000;
+    let before = counter(&base, "pharos_tsdb_wal_syncs_total");
+    for i in 0..100 {
+        let body = encode_write(vec![series("durable_test", &[("job", "d")], &[(t0 + i * 1000, i as f64)])]);
+        assert_eq!(remote_write(&base, body, None), (204, String::new()));
+    }
+    let syncs = counter(&base, "pharos_tsdb_wal_syncs_total") - before;
+    // The self-scrape may share a sync with a write, never take one away.
+    assert!(syncs >= 100.0, "{syncs} syncs of the write-ahead log for 100 acknowledged writes");
+}

@@ -49,8 +49,6 @@ pub struct ReplicaOptions {
     /// The replica's directory (`DATA_DIR/raft`): its snapshots. The raft
     /// log and state are column families of the TSDB's database.
     pub dir: PathBuf,
-    /// Fsync every log append.
-    pub sync: bool,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -88,7 +86,6 @@ impl ReplicaOptions {
             id,
             member,
             dir,
-            sync: false,
             // openraft also bounds each AppendEntries RPC by the heartbeat
             // interval: it must cover a follower storing a full payload.
             heartbeat_ms: 200,
@@ -214,7 +211,7 @@ impl Replica {
                 opts.dir.display()
             )));
         }
-        let db = RaftDb::new(tsdb.db(), opts.sync)?;
+        let db = RaftDb::new(tsdb.db(), tsdb.group_sync())?;
         let fresh = db.is_empty()?;
         let config = Config {
             cluster_name: "pharos-shard".into(),

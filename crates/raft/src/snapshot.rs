@@ -39,6 +39,8 @@ pub trait SnapshotStorage: Storage {
     fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error>;
     /// The database, opened with the raft column families.
     fn db(&self) -> Arc<rocksdb::DB>;
+    /// The database's group commit, which the raft log's appends wait on.
+    fn group_sync(&self) -> Arc<pharos_tsdb::GroupSync>;
     /// The raft position (last applied log id and membership, encoded)
     /// that everything appended so far covers; the next flush stores it.
     fn set_log_position(&self, position: Vec<u8>);
@@ -57,6 +59,10 @@ impl SnapshotStorage for RocksStorage {
 
     fn db(&self) -> Arc<rocksdb::DB> {
         RocksStorage::db(self)
+    }
+
+    fn group_sync(&self) -> Arc<pharos_tsdb::GroupSync> {
+        RocksStorage::group_sync(self)
     }
 
     fn set_log_position(&self, position: Vec<u8>) {

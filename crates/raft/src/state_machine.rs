@@ -381,7 +381,7 @@ mod tests {
         };
         let dst = Arc::new(RocksStorage::open(&d.path().join("dst"), opts).unwrap());
         write(&dst, "stale", 5);
-        let db = RaftDb::new(dst.db(), false).unwrap();
+        let db = RaftDb::new(dst.db(), dst.group_sync()).unwrap();
         let mut b = WriteBatch::default();
         db.put(&mut b, KEY_RESTORING, &(meta.clone(), "restore-1".to_string())).unwrap();
         db.write(b, true).unwrap();

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use pharos_tsdb::GroupSync;
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -40,16 +41,16 @@ pub const COLUMN_FAMILIES: [&str; 2] = [CF_LOG, CF_STATE];
 #[derive(Clone)]
 pub struct RaftDb {
     pub(crate) db: Arc<DB>,
-    /// Fsync log appends (survives power loss, not only a killed process).
-    pub(crate) sync: bool,
+    /// The database's group commit: a durable write returns once synced.
+    pub(crate) durable: Arc<GroupSync>,
     /// Index of the newest committed entry this replica knows of, for status.
     pub(crate) committed: Arc<AtomicU64>,
 }
 
 impl RaftDb {
     /// The raft column families of `db` (opened with [`COLUMN_FAMILIES`]).
-    pub fn new(db: Arc<DB>, sync: bool) -> Result<Self, Error> {
-        let me = Self { db, sync, committed: Arc::new(AtomicU64::new(0)) };
+    pub fn new(db: Arc<DB>, durable: Arc<GroupSync>) -> Result<Self, Error> {
+        let me = Self { db, durable, committed: Arc::new(AtomicU64::new(0)) };
         if let Some(name) = COLUMN_FAMILIES.iter().find(|n| me.db.cf_handle(n).is_none()) {
             return Err(Error::RaftStorage(format!(
                 "the TSDB's database was opened without the raft column family {name}"
@@ -86,10 +87,15 @@ impl RaftDb {
         Ok(())
     }
 
-    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), Error> {
-        let mut w = WriteOptions::default();
-        w.set_sync(sync);
-        Ok(self.db.write_opt(batch, &w)?)
+    /// Writes `batch`; a `durable` write returns only once it is on stable
+    /// storage (one sync shared with the TSDB's other writers, unless the
+    /// TSDB was opened without syncs).
+    pub(crate) fn write(&self, batch: WriteBatch, durable: bool) -> Result<(), Error> {
+        self.db.write(batch)?;
+        if durable {
+            self.durable.wait(self.durable.issue()).map_err(pharos_tsdb::Error::from)?;
+        }
+        Ok(())
     }
 
     fn entries(&self, start: u64, end: Bound<u64>) -> Result<Vec<Entry>, Error> {
@@ -232,7 +238,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let v = bincode::serialize(e).map_err(|x| Error::RaftStorage(x.to_string()))?;
                 b.put_cf(cf, e.log_id.index.to_be_bytes(), v);
             }
-            db.write(b, db.sync)
+            // openraft counts the entries as persisted (a vote towards
+            // committing them) once the callback runs: only after the sync.
+            db.write(b, true)
         })
         .await;
         match res {
@@ -253,7 +261,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut b = WriteBatch::default();
             b.delete_range_cf(db.cf(CF_LOG)?, log_id.index.to_be_bytes(), u64::MAX.to_be_bytes());
             b.delete_cf(db.cf(CF_LOG)?, u64::MAX.to_be_bytes());
-            db.write(b, db.sync)
+            db.write(b, true)
         })
         .await
         .map_err(write_err)

@@ -328,7 +328,7 @@ async fn a_replica_added_after_the_purge_catches_up_through_a_snapshot() {
 
     // The purged entries are gone from the leader's raft log.
     let leader_tsdb = tsdb(dir.path(), &format!("tsdb-{l}"));
-    let mut log = LogStore::new(RaftDb::new(leader_tsdb.db(), false).unwrap());
+    let mut log = LogStore::new(RaftDb::new(leader_tsdb.db(), leader_tsdb.group_sync()).unwrap());
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(purged));
     assert!(log.try_get_log_entries(0..=purged).await.unwrap().is_empty());

@@ -9,6 +9,8 @@ pub enum Error {
     ForeignDataDir { path: PathBuf, why: String },
     #[error("corrupt data on disk: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Sync(#[from] crate::rocks::SyncFailed),
     #[error("i/o on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -23,7 +23,7 @@ mod rocks;
 pub use check::{Verdict, classify};
 pub use error::Error;
 pub use mem::MemStorage;
-pub use rocks::{RocksOptions, RocksStorage};
+pub use rocks::{GroupSync, RocksOptions, RocksStorage, SyncFailed, SyncHook};
 
 use pharos_model::{Labels, Matcher, Sample, Series};
 

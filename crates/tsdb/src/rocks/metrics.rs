@@ -43,6 +43,11 @@ impl RocksStorage {
         e.gauge("pharos_tsdb_active_series", "Series held in the head.", self.num_series() as f64);
         e.gauge("pharos_tsdb_disk_bytes", "Bytes of every file in the data directory.", self.disk_bytes() as f64);
         e.gauge("pharos_tsdb_head_chunks", "Open head chunks holding samples.", self.head_chunks() as f64);
+        e.counter(
+            "pharos_tsdb_wal_syncs_total",
+            "Syncs of the write-ahead log (the raft log on a replica), each shared by the writes waiting then.",
+            self.group_sync().syncs() as f64,
+        );
         for (name, help, value) in self.engine_figures() {
             e.gauge(name, help, value);
         }

@@ -18,6 +18,7 @@
 //! chunk never spans two of them, so retention drops whole partitions with
 //! range deletes ([`RocksStorage::apply_retention`]).
 
+mod durable;
 mod keys;
 mod metrics;
 mod restore;
@@ -33,6 +34,7 @@ use pharos_chunkenc::ChunkEncoder;
 use pharos_model::{Labels, MatchOp, Matcher, Sample, Series};
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
+pub use self::durable::{GroupSync, SyncFailed, SyncHook};
 use crate::check::{admit, reject_all};
 use crate::{AppendResult, Error, RejectReason, Rejection, SeriesSamples, Storage, validate_labels};
 
@@ -52,9 +54,15 @@ const FORMAT: &[u8] = b"pharos-tsdb/2";
 /// Tuning of the RocksDB engine.
 #[derive(Debug, Clone)]
 pub struct RocksOptions {
-    /// fsync every append before acknowledging it (survives power loss, not
-    /// only a killed process). Off by default, like Prometheus's WAL.
+    /// Sync the write-ahead log before an append returns (group commit:
+    /// concurrent appends share one sync), so an acknowledged sample
+    /// survives power loss, not only a killed process. On by default.
+    /// With [`Self::external_log`] the caller syncs its own log through
+    /// [`RocksStorage::group_sync`].
     pub sync_writes: bool,
+    /// Fault injection for tests: runs before each sync of the log and may
+    /// hold it or fail it.
+    pub sync_fault: Option<SyncHook>,
     /// Samples per chunk before it is cut and written.
     pub chunk_samples: usize,
     /// Data older than this (relative to the wall clock) is rejected on
@@ -83,7 +91,8 @@ pub struct RocksOptions {
 impl Default for RocksOptions {
     fn default() -> Self {
         Self {
-            sync_writes: false,
+            sync_writes: true,
+            sync_fault: None,
             chunk_samples: pharos_chunkenc::TARGET_SAMPLES,
             retention_ms: None,
             max_series_per_tenant: None,
@@ -275,6 +284,8 @@ pub struct RocksStorage {
     opts: RocksOptions,
     path: PathBuf,
     pub stats: Stats,
+    /// Syncs of the database's log, shared by every writer to it.
+    durable: Arc<GroupSync>,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -356,8 +367,11 @@ impl RocksStorage {
                 });
             }
         }
+        let db = Arc::new(db);
+        let durable = Arc::new(GroupSync::new(opts.sync_writes, log_sync(db.clone(), opts.sync_fault.clone())));
         let storage = Self {
-            db: Arc::new(db),
+            db,
+            durable,
             head: Mutex::new(Head::default()),
             log_position: Mutex::new(None),
             opts,
@@ -376,6 +390,13 @@ impl RocksStorage {
     /// ([`RocksOptions::extra_column_families`]).
     pub fn db(&self) -> Arc<DB> {
         self.db.clone()
+    }
+
+    /// The group commit of this database's log: a caller with its own log
+    /// in the database ([`RocksOptions::external_log`]) waits on it before
+    /// it calls a write durable.
+    pub fn group_sync(&self) -> Arc<GroupSync> {
+        self.durable.clone()
     }
 
     /// With [`RocksOptions::external_log`]: the caller's log position that
@@ -525,12 +546,6 @@ impl RocksStorage {
             s.indexed = Some(p);
         }
         Ok(())
-    }
-
-    fn write_opts(&self) -> WriteOptions {
-        let mut w = WriteOptions::default();
-        w.set_sync(self.opts.sync_writes);
-        w
     }
 
     /// Sorted ids of the tenant's series that match every matcher, resolved
@@ -910,8 +925,11 @@ impl Storage for RocksStorage {
         if !self.opts.external_log && !entries.is_empty() {
             wb.put_cf(self.cf(CF_WAL)?, head.next_seq.to_be_bytes(), wal::encode(&entries));
         }
+        let mut wrote = false;
         if !wb.is_empty() {
-            if let Err(e) = self.db.write_opt(wb, &self.write_opts()) {
+            // Not synced here: the sync runs after the head lock is let go,
+            // shared with the appends that wrote meanwhile (group commit).
+            if let Err(e) = self.db.write(wb) {
                 // Nothing was stored: forget the series this batch created,
                 // and make the others write their postings again.
                 for (id, _) in &entries {
@@ -925,8 +943,16 @@ impl Storage for RocksStorage {
             }
             if !self.opts.external_log {
                 head.next_seq += 1;
+                wrote = true;
             }
         }
+        // A write that stored nothing new still answers for samples others
+        // wrote (duplicates): it waits for everything written so far.
+        let ticket = match (self.opts.external_log, wrote) {
+            (true, _) => 0,
+            (false, true) => self.durable.issue(),
+            (false, false) => self.durable.current(),
+        };
         let mut cut = WriteBatch::default();
         for (id, samples) in &entries {
             self.apply(&mut head, *id, samples, &mut cut)?;
@@ -935,6 +961,7 @@ impl Storage for RocksStorage {
             self.db.write(cut)?;
         }
         drop(head);
+        self.durable.wait(ticket)?;
         self.count(&res);
         Ok(res)
     }
@@ -1046,6 +1073,17 @@ impl Storage for RocksStorage {
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The sync of the database's log: RocksDB's write-ahead log is written
+/// in order, so syncing it makes every write that returned before durable.
+fn log_sync(db: Arc<DB>, fault: Option<SyncHook>) -> durable::SyncFn {
+    Box::new(move || {
+        if let Some(hook) = &fault {
+            (hook.0)()?;
+        }
+        db.flush_wal(true).map_err(|e| e.to_string())
+    })
 }
 
 fn now_ms() -> i64 {
