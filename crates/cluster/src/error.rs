@@ -57,7 +57,7 @@ impl Error {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::NotLeader { .. } => ErrorCode::NotLeader,
             Error::Unavailable { .. } | Error::ReplicaUnavailable { .. } => ErrorCode::Unavailable,
-            Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
+            Error::Storage(_) | Error::Internal(_) | Error::InvalidTopology(_) => ErrorCode::Internal,
         }
     }
 
