@@ -453,7 +453,8 @@ impl<'d> Evaluator<'d> {
         // The samples held before; the subquery adds its points as it produces them.
         let held = self.samples.get();
         // A point per inner step for certain: refused before the first step.
-        if limits::always_yields(expr) && held.saturating_add(limits::grid_points(first, ref_t, step)) > self.max_samples
+        if limits::always_yields(expr)
+            && held.saturating_add(limits::grid_points(first, ref_t, step)) > self.max_samples
         {
             return Err(Self::too_many_samples());
         }
@@ -545,10 +546,9 @@ impl<'d> Evaluator<'d> {
                 out.push(&Labels::default(), Sample::new(ti, v));
                 Ok(1)
             }
-            other => Err(Error::Execution(format!(
-                "subquery is only allowed on instant vector, got {}",
-                other.type_name()
-            ))),
+            other => {
+                Err(Error::Execution(format!("subquery is only allowed on instant vector, got {}", other.type_name())))
+            }
         }
     }
 }

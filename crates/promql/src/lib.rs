@@ -353,8 +353,7 @@ impl Engine {
         limits::check_text(text, self.opts.max_query_length, self.opts.max_depth)?;
         let began = Instant::now();
         let deadline = began + self.opts.timeout;
-        let acquire =
-            async { self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into())) };
+        let acquire = async { self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into())) };
         let _slot = before(deadline, "query queue", acquire).await?;
         let mut stats = QueryStats { queue_time: began.elapsed(), ..QueryStats::default() };
         if Instant::now() > deadline {

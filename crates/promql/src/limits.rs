@@ -134,7 +134,14 @@ pub(crate) fn always_yields(n: &Node) -> bool {
         Node::Aggregate { op, expr, .. } => {
             matches!(
                 op,
-                AggOp::Sum | AggOp::Avg | AggOp::Count | AggOp::Min | AggOp::Max | AggOp::Group | AggOp::Stddev | AggOp::Stdvar
+                AggOp::Sum
+                    | AggOp::Avg
+                    | AggOp::Count
+                    | AggOp::Min
+                    | AggOp::Max
+                    | AggOp::Group
+                    | AggOp::Stddev
+                    | AggOp::Stdvar
             ) && always_yields(expr)
         }
         other => is_scalar(other),
