@@ -27,15 +27,30 @@ pub fn all<'a>(params: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
 }
 
-/// A time parameter: Unix seconds (float) or RFC 3339.
+/// The earliest time Prometheus's API accepts, in ms (its `minTime`, about 292 million
+/// years before 1970), and the latest (`maxTime`).
+pub const MIN_TIME_MS: i64 = MIN_TIME_S * 1000;
+pub const MAX_TIME_MS: i64 = MAX_TIME_S * 1000 + 999;
+const MIN_TIME_S: i64 = i64::MIN / 1000 + 62_135_596_801;
+const MAX_TIME_S: i64 = i64::MAX / 1000 - 62_135_596_801;
+
+/// A time parameter: Unix seconds (float) or RFC 3339, between [`MIN_TIME_MS`] and
+/// [`MAX_TIME_MS`].
 pub fn parse_time_ms(s: &str) -> Result<i64, String> {
-    if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() {
-            return Err(format!("cannot parse {s:?} to a valid timestamp"));
+    let invalid = || format!("cannot parse {s:?} to a valid timestamp");
+    let ms = match s.parse::<f64>() {
+        Ok(f) => {
+            // Whole seconds (exact in an f64 within the bounds), then the fraction.
+            let secs = f.trunc();
+            // NaN and infinities fail the comparison too.
+            if !(secs >= MIN_TIME_S as f64 && secs <= MAX_TIME_S as f64) {
+                return Err(invalid());
+            }
+            (secs as i64) * 1000 + ((f - secs) * 1000.0).round() as i64
         }
-        return Ok((f * 1000.0).round() as i64);
-    }
-    rfc3339_ms(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+        Err(_) => rfc3339_ms(s).ok_or_else(invalid)?,
+    };
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) { Ok(ms) } else { Err(invalid()) }
 }
 
 fn rfc3339_ms(s: &str) -> Option<i64> {
@@ -103,5 +118,14 @@ mod tests {
         assert_eq!(parse_time_ms("2015-07-01T22:10:51+02:00"), Ok(1_435_781_451_000));
         assert!(parse_time_ms("yesterday").is_err());
         assert!(parse_time_ms("NaN").is_err());
+    }
+
+    #[test]
+    fn times_outside_prometheus_bounds_are_refused() {
+        assert_eq!(parse_time_ms("-9223309901257974"), Ok(MIN_TIME_MS));
+        assert_eq!(parse_time_ms("9223309901257974"), Ok(MAX_TIME_MS - 999));
+        for bad in ["-1e16", "1e16", "1e300", "-Inf"] {
+            assert_eq!(parse_time_ms(bad), Err(format!("cannot parse {bad:?} to a valid timestamp")));
+        }
     }
 }

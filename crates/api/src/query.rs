@@ -16,7 +16,7 @@ use crate::params::{self, now_ms, time_param};
 use crate::{ApiError, Metrics, parse_duration_ms, parse_selector, tenant_of};
 
 /// Prometheus's limit on points per series in a range query.
-const MAX_POINTS: i64 = 11_000;
+const MAX_POINTS: i128 = 11_000;
 
 #[derive(Clone)]
 pub struct QueryState {
@@ -105,7 +105,8 @@ pub async fn range(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step > MAX_POINTS {
+    // In i128: the span of two valid times does not fit an i64.
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > MAX_POINTS {
         return Err(ApiError::bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
@@ -162,8 +163,10 @@ pub async fn format_query(
     st.metrics.http_requests.inc("/api/v1/format_query");
     let params = params::collect(uri.query(), &headers, &body);
     let q = params::get(&params, "query").unwrap_or("");
-    let pretty =
-        pharos_promql::format_query(q).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let pretty = st.engine.format_query(q).await.map_err(|e| match e {
+        pharos_promql::Error::Internal(_) => ApiError::from(e),
+        _ => ApiError::bad_data(format!("invalid parameter \"query\": {e}")),
+    })?;
     Ok(success(J::String(pretty)))
 }
 
@@ -390,6 +393,83 @@ mod tests {
         assert!(v["data"].get("stats").is_none(), "{v}");
         let v = get(range, &st, "/api/v1/query_range?query=up&start=10&end=20&step=10&stats=all").await.unwrap();
         assert_eq!(v["data"]["stats"]["samples"]["totalQueryableSamples"], 4, "{v}");
+    }
+
+    async fn post_form(
+        f: impl AsyncFnOnce(State<QueryState>, Uri, HeaderMap, Bytes) -> Result<axum::Json<J>, ApiError>,
+        st: &QueryState,
+        u: &str,
+        body: String,
+    ) -> Result<J, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        f(State(st.clone()), uri(u), headers, Bytes::from(body)).await.map(|j| j.0)
+    }
+
+    fn with_engine(mut st: QueryState, opts: pharos_promql::EngineOptions) -> QueryState {
+        st.engine = Arc::new(Engine::new(opts));
+        st
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_query_is_refused_without_a_stack_overflow() {
+        let st = state().await;
+        let q = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let body: String = form_urlencoded::Serializer::new(String::new()).append_pair("query", &q).finish();
+        let err = post_form(instant, &st, "/api/v1/query", body).await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (400, "bad_data"));
+        assert!(err.message.contains("(max query depth)"), "{}", err.message);
+        let err = get(format_query, &st, &format!("/api/v1/format_query?query={}1", "(".repeat(2_000))).await;
+        assert!(err.unwrap_err().message.contains("(max query depth)"));
+        // The process is alive and answers the next query.
+        assert_eq!(get(instant, &st, "/api/v1/query?query=up&time=25").await.unwrap()["status"], "success");
+    }
+
+    #[tokio::test]
+    async fn range_arithmetic_cannot_overflow() {
+        let st = state().await;
+        let err = get(range, &st, "/api/v1/query_range?query=1&start=-1e16&end=1e16&step=1").await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (400, "bad_data"));
+        assert_eq!(err.message, "invalid parameter \"start\": cannot parse \"-1e16\" to a valid timestamp");
+        // Both ends valid, their span in ms beyond an i64.
+        let err = get(range, &st, "/api/v1/query_range?query=1&start=-9e15&end=9e15&step=1").await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (400, "bad_data"));
+        assert!(err.message.starts_with("exceeded maximum resolution of 11,000 points"), "{}", err.message);
+        let err = get(instant, &st, "/api/v1/query?query=1&time=1e300").await.unwrap_err();
+        assert_eq!(err.message, "invalid parameter \"time\": cannot parse \"1e300\" to a valid timestamp");
+    }
+
+    #[tokio::test]
+    async fn a_subquery_over_max_samples_is_refused_with_422() {
+        let st = state().await;
+        let err = get(instant, &st, "/api/v1/query?query=count_over_time(vector(1)%5B100y:1ms%5D)").await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (422, "execution"));
+        assert_eq!(err.message, "query processing would load too many samples into memory in query execution");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_answers_503_while_evaluation_runs() {
+        let opts = pharos_promql::EngineOptions {
+            timeout: std::time::Duration::from_millis(200),
+            ..pharos_promql::EngineOptions::default()
+        };
+        let st = with_engine(state().await, opts);
+        let u = "/api/v1/query?query=count_over_time(absent_metric%5B100y:1ms%5D)&time=25";
+        let err = get(instant, &st, u).await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (503, "timeout"));
+        assert_eq!(err.message, "query timed out in expression evaluation");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_regex_is_refused_with_400() {
+        let opts = pharos_promql::EngineOptions { max_regex_bytes: 10_000, ..pharos_promql::EngineOptions::default() };
+        let st = with_engine(state().await, opts);
+        let err = get(instant, &st, "/api/v1/query?query=up%7Bjob%3D~%22a%7B2000%7D%22%7D").await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_type), (400, "bad_data"));
+        assert!(err.message.contains("limit of 10000 bytes (max regex size)"), "{}", err.message);
     }
 
     #[tokio::test]

@@ -32,7 +32,7 @@ pub(crate) struct Selector {
 impl Selector {
     /// The time this selector reads at when evaluated at `t`.
     pub fn ref_time(&self, t: i64) -> i64 {
-        self.at.unwrap_or(t) - self.offset
+        self.at.unwrap_or(t).saturating_sub(self.offset)
     }
 }
 
@@ -224,6 +224,8 @@ fn time_ms(t: &SystemTime) -> i64 {
 struct Lowerer {
     start: i64,
     end: i64,
+    /// The largest compiled regex of a matcher, in bytes.
+    max_regex_bytes: usize,
     next_id: usize,
     /// Byte offset of every node so far, by node id (pre-order).
     positions: Vec<usize>,
@@ -259,7 +261,7 @@ impl Lowerer {
                 ms.push(Matcher::equal(METRIC_NAME, name));
             }
             for m in set {
-                ms.push(convert_matcher(m)?);
+                ms.push(convert_matcher(m, self.max_regex_bytes)?);
             }
             matcher_sets.push(ms);
         }
@@ -426,14 +428,22 @@ impl Lowerer {
 /// Lowers a parsed expression for a query spanning `start..=end` (ms).
 #[cfg(test)]
 pub(crate) fn lower(e: &Expr, start: i64, end: i64) -> Result<Node, Error> {
-    lower_with_positions(e, "", start, end).map(|(n, _)| n)
+    let max_regex_bytes = crate::EngineOptions::default().max_regex_bytes;
+    lower_with_positions(e, "", start, end, max_regex_bytes).map(|(n, _)| n)
 }
 
 /// [`lower`], also returning the byte offset in `query` (the text `e` was parsed
-/// from) of every node, by node id (`usize::MAX` where unknown).
-pub(crate) fn lower_with_positions(e: &Expr, query: &str, start: i64, end: i64) -> Result<(Node, Vec<usize>), Error> {
+/// from) of every node, by node id (`usize::MAX` where unknown). Regexes of matchers
+/// may compile to at most `max_regex_bytes`.
+pub(crate) fn lower_with_positions(
+    e: &Expr,
+    query: &str,
+    start: i64,
+    end: i64,
+    max_regex_bytes: usize,
+) -> Result<(Node, Vec<usize>), Error> {
     let leads = crate::position::leads(query).into_iter();
-    let mut l = Lowerer { start, end, next_id: 0, positions: Vec::new(), leads };
+    let mut l = Lowerer { start, end, max_regex_bytes, next_id: 0, positions: Vec::new(), leads };
     let (root, _) = l.lower(e)?;
     Ok((root, l.positions))
 }
@@ -480,17 +490,28 @@ fn agg_op(s: &str) -> Result<AggOp, Error> {
     })
 }
 
-fn convert_matcher(m: &PMatcher) -> Result<Matcher, Error> {
+fn convert_matcher(m: &PMatcher, max_regex_bytes: usize) -> Result<Matcher, Error> {
     let op = match m.op {
         PMatchOp::Equal => MatchOp::Equal,
         PMatchOp::NotEqual => MatchOp::NotEqual,
         PMatchOp::Re(_) => MatchOp::Regex,
         PMatchOp::NotRe(_) => MatchOp::NotRegex,
     };
+    let is_regex = matches!(op, MatchOp::Regex | MatchOp::NotRegex);
+    // Refuses a regex over the size limit; any other error is the matcher's to report.
+    let check_size = |pattern: &str| match is_regex.then(|| crate::limits::compile_regex(pattern, max_regex_bytes)) {
+        Some(Err(Some(too_big))) => Err(too_big),
+        _ => Ok(()),
+    };
+    check_size(&m.value)?;
     match Matcher::new(op, &m.name, &m.value) {
         Ok(x) => Ok(x),
         // Go accepts a literal `{` where Rust wants a repetition; retry escaped.
-        Err(e) => Matcher::new(op, &m.name, &escape_literal_braces(&m.value)).map_err(|_| Error::Parse(e.to_string())),
+        Err(e) => {
+            let escaped = escape_literal_braces(&m.value);
+            check_size(&escaped)?;
+            Matcher::new(op, &m.name, &escaped).map_err(|_| Error::Parse(e.to_string()))
+        }
     }
 }
 

@@ -4,6 +4,10 @@
 //! root at each step. Subqueries evaluate their inner expression at the aligned
 //! steps inside their window. Label sets are borrowed from the fetched data until
 //! an operation rewrites them.
+//!
+//! Limits bite while it runs: the deadline (and whether the caller still waits) is
+//! checked at every step of a range query or subquery, and the samples held are
+//! counted as selectors read them and as steps produce points, against `max_samples`.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -17,7 +21,8 @@ use crate::annotations::{Annotation, Annotations};
 use crate::ast::AggOp;
 use crate::ast::{Node, Selector};
 use crate::value::{Elem, Lbl, NameDropped, RangeElem, Val, check_unique, drop_name};
-use crate::{Error, Value, VectorSample, aggregate, binary, functions};
+use crate::worker::Abandoned;
+use crate::{Error, Value, VectorSample, aggregate, binary, functions, limits};
 
 pub(crate) struct Evaluator<'d> {
     /// Fetched series per selector id: sorted by labels, samples in time order.
@@ -27,6 +32,9 @@ pub(crate) struct Evaluator<'d> {
     lookback: i64,
     max_samples: usize,
     deadline: Option<Instant>,
+    /// Whether the query's caller stopped waiting.
+    abandoned: Option<Abandoned<'d>>,
+    max_regex_bytes: usize,
     /// Prometheus 3 semantics ([`crate::Compat::Prometheus3`]): windows exclude their
     /// start, `(t - range, t]`, and the other differences noted where they apply.
     pub(crate) v3: bool,
@@ -120,6 +128,8 @@ impl<'d> Evaluator<'d> {
             lookback,
             max_samples,
             deadline: None,
+            abandoned: None,
+            max_regex_bytes: crate::EngineOptions::default().max_regex_bytes,
             v3: false,
             samples: Cell::new(0),
             peak_samples: Cell::new(0),
@@ -171,12 +181,13 @@ impl<'d> Evaluator<'d> {
         start != end || self.subquery_depth.get() > 0
     }
 
-    /// A compiled, fully anchored regex (cached for the query's lifetime).
-    pub(crate) fn regex(&self, pattern: &str) -> Result<Regex, regex::Error> {
+    /// A compiled, fully anchored regex (cached for the query's lifetime); see
+    /// [`limits::compile_regex`] for the errors.
+    pub(crate) fn regex(&self, pattern: &str) -> Result<Regex, Option<Error>> {
         if let Some(re) = self.regex_cache.borrow().get(pattern) {
             return Ok(re.clone());
         }
-        let re = Regex::new(&format!("^(?s:{pattern})$"))?;
+        let re = limits::compile_regex(pattern, self.max_regex_bytes)?;
         self.regex_cache.borrow_mut().insert(pattern.to_string(), re.clone());
         Ok(re)
     }
@@ -191,16 +202,34 @@ impl<'d> Evaluator<'d> {
         self
     }
 
+    pub fn with_abandoned(mut self, abandoned: Abandoned<'d>) -> Self {
+        self.abandoned = Some(abandoned);
+        self
+    }
+
+    pub fn with_regex_limit(mut self, max_bytes: usize) -> Self {
+        self.max_regex_bytes = max_bytes;
+        self
+    }
+
     pub fn with_compat(mut self, compat: crate::Compat) -> Self {
         self.v3 = compat == crate::Compat::Prometheus3;
         self
     }
 
+    /// Fails once the deadline passed or the caller stopped waiting.
     fn check_deadline(&self) -> Result<(), Error> {
+        if self.abandoned.is_some_and(|gone| gone()) {
+            return Err(Error::Execution("query abandoned by its caller".into()));
+        }
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout("expression evaluation".into())),
             _ => Ok(()),
         }
+    }
+
+    fn too_many_samples() -> Error {
+        Error::TooManySamples("query execution".into())
     }
 
     /// Accounts for `n` more samples held in memory.
@@ -209,7 +238,7 @@ impl<'d> Evaluator<'d> {
         self.samples.set(total);
         self.peak_samples.set(self.peak_samples.get().max(total));
         if total > self.max_samples {
-            return Err(Error::TooManySamples("query execution".into()));
+            return Err(Self::too_many_samples());
         }
         Ok(())
     }
@@ -249,6 +278,10 @@ impl<'d> Evaluator<'d> {
         let empty = Labels::default();
         self.query.set((start, end, step));
         self.cache_subqueries.set(end > start);
+        // A point per step for certain: refused before the first step.
+        if limits::always_yields(root) && limits::grid_points(start, end, step) > self.max_samples {
+            return Err(Self::too_many_samples());
+        }
         let mut t = start;
         while t <= end {
             self.check_deadline()?;
@@ -274,7 +307,7 @@ impl<'d> Evaluator<'d> {
             }
             self.peak_samples.set(self.peak_samples.get().max(points));
             if points > self.max_samples {
-                return Err(Error::TooManySamples("query execution".into()));
+                return Err(Self::too_many_samples());
             }
             t = match t.checked_add(step) {
                 Some(n) => n,
@@ -417,6 +450,14 @@ impl<'d> Evaluator<'d> {
         if first < lo || (self.v3 && first == lo) {
             first = first.saturating_add(step);
         }
+        // The samples held before; the subquery adds its points as it produces them.
+        let held = self.samples.get();
+        // A point per inner step for certain: refused before the first step.
+        if limits::always_yields(expr)
+            && held.saturating_add(limits::grid_points(first, ref_t, step)) > self.max_samples
+        {
+            return Err(Self::too_many_samples());
+        }
         let cache = self.cache_subqueries.get() || self.subquery_depth.get() > 0;
         self.subquery_depth.set(self.subquery_depth.get() + 1);
         let res = if cache {
@@ -433,6 +474,8 @@ impl<'d> Evaluator<'d> {
         };
         self.subquery_depth.set(self.subquery_depth.get() - 1);
         let out = res?;
+        // From here on the subquery holds its result only.
+        self.samples.set(held);
         self.add_samples(out.iter().map(|r| r.samples.len()).sum())?;
         Ok(out)
     }
@@ -469,13 +512,18 @@ impl<'d> Evaluator<'d> {
         Ok(out)
     }
 
-    /// Evaluates `expr` at the grid times `from..=to` and appends to `st`.
+    /// Evaluates `expr` at the grid times `from..=to` and appends to `st`, counting
+    /// the points as they are produced.
     fn extend_subquery(&self, st: &mut SubqueryState, expr: &Node, step: i64, from: i64, to: i64) -> Result<(), Error> {
         let mut ti = from;
         while ti <= to {
             self.check_deadline()?;
+            let before = self.samples.get();
             let val = self.eval(expr, ti)?;
-            Self::push_subquery_step(&mut st.series, val, ti)?;
+            // What the step read is let go; the points it produced are kept.
+            self.samples.set(before);
+            let points = Self::push_subquery_step(&mut st.series, val, ti)?;
+            self.add_samples(points)?;
             st.span = Some((st.span.map_or(ti, |(a, _)| a), ti));
             ti = match ti.checked_add(step) {
                 Some(x) => x,
@@ -485,24 +533,23 @@ impl<'d> Evaluator<'d> {
         Ok(())
     }
 
-    fn push_subquery_step(out: &mut SeriesBuilder, val: Val<'d>, ti: i64) -> Result<(), Error> {
+    /// Appends one step's result to `out`; the number of points appended.
+    fn push_subquery_step(out: &mut SeriesBuilder, val: Val<'d>, ti: i64) -> Result<usize, Error> {
         match val {
             Val::Vector(v) => {
                 for e in &v {
                     out.push_elem(e, ti);
                 }
+                Ok(v.len())
             }
             Val::Scalar(v) => {
                 out.push(&Labels::default(), Sample::new(ti, v));
+                Ok(1)
             }
             other => {
-                return Err(Error::Execution(format!(
-                    "subquery is only allowed on instant vector, got {}",
-                    other.type_name()
-                )));
+                Err(Error::Execution(format!("subquery is only allowed on instant vector, got {}", other.type_name())))
             }
         }
-        Ok(())
     }
 }
 

@@ -316,7 +316,9 @@ fn label_replace<'d>(ev: &Evaluator<'d>, args: &[Node], t: i64) -> Result<Val<'d
     let repl = string_arg(ev, args, 2, name, t)?;
     let src = string_arg(ev, args, 3, name, t)?;
     let re_str = string_arg(ev, args, 4, name, t)?;
-    let re = ev.regex(&re_str).map_err(|_| exec(format!("invalid regular expression in label_replace(): {re_str}")))?;
+    let re = ev
+        .regex(&re_str)
+        .map_err(|e| e.unwrap_or_else(|| exec(format!("invalid regular expression in label_replace(): {re_str}"))))?;
     if !valid_label_name(&dst) {
         return Err(exec(format!("invalid destination label name in label_replace(): {dst}")));
     }

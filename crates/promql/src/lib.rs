@@ -5,7 +5,8 @@
 //!
 //! 1. **parse** ([`promql_parser`]) and **lower** ([`ast`]): the parser's AST becomes a
 //!    small internal tree with resolved matchers, millisecond offsets and `@` times
-//!    (`start()`/`end()` resolved against the query), and numbered selectors.
+//!    (`start()`/`end()` resolved against the query), and numbered selectors. The text
+//!    is checked against the length and depth limits ([`limits`]) first.
 //! 2. **plan** ([`plan`]): a pure walk over the tree that computes, for every selector,
 //!    the exact `[mint, maxt]` it needs, accounting for ranges, offsets, `@`, the
 //!    lookback delta, subqueries and the whole `start..end` of a range query.
@@ -13,6 +14,11 @@
 //!    [`Queryable::select`].
 //! 4. **evaluate** ([`eval`]): a synchronous evaluator over the fetched series, step
 //!    by step; it never touches I/O and is unit tested with in-memory series.
+//!
+//! Parsing, lowering and evaluation run on evaluation threads ([`worker`]), never on
+//! the caller's async runtime. Samples are counted as they are fetched and as the
+//! evaluator produces points, and the deadline is checked at every step, so the
+//! limits of [`EngineOptions`] stop a query while it runs.
 //!
 //! By default semantics follow Prometheus 2.42: the lookback window and range selector windows
 //! are closed on both ends (`[t - range, t]`), stale markers end a series, metric
@@ -26,12 +32,14 @@ mod binary;
 mod eval;
 mod functions;
 mod histogram;
+mod limits;
 mod memory;
 mod plan;
 mod position;
 mod pushdown;
 mod range_functions;
 mod value;
+mod worker;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +120,15 @@ pub struct EngineOptions {
     /// Queries evaluated at once (default 20, Prometheus's `--query.max-concurrency`);
     /// further queries wait for a slot rather than fail. The wait counts against the timeout.
     pub max_concurrent_queries: usize,
+    /// The longest query text accepted, in bytes (default 256 KiB).
+    pub max_query_length: usize,
+    /// How deep a query's expression tree may be (default 1000): parentheses, calls,
+    /// aggregations, subqueries and ranges each add a level, and so does every binary
+    /// or unary operator (a chain `a or b or c` is as deep as it has operators).
+    pub max_depth: usize,
+    /// The largest compiled program of a regular expression in a matcher or
+    /// `label_replace` (default 4 MiB, `regex::RegexBuilder::size_limit`).
+    pub max_regex_bytes: usize,
 }
 
 impl Default for EngineOptions {
@@ -123,6 +140,9 @@ impl Default for EngineOptions {
             max_series: 0,
             timeout: Duration::from_secs(120),
             max_concurrent_queries: 20,
+            max_query_length: 256 << 10,
+            max_depth: 1000,
+            max_regex_bytes: 4 << 20,
         }
     }
 }
@@ -196,18 +216,24 @@ pub enum Error {
     TooManySamples(String),
     #[error("the query hit the max number of series limit (limit: {0} series)")]
     TooManySeries(usize),
+    /// The query text is over a limit: its length, depth or a regex's size.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Storage(String),
+    /// The engine failed (an evaluation thread could not start or died).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
     /// The `errorType` Prometheus's HTTP API reports for this error.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Error::Parse(_) => "bad_data",
+            Error::Parse(_) | Error::TooLarge(_) => "bad_data",
             Error::Execution(_) | Error::TooManySamples(_) | Error::TooManySeries(_) => "execution",
             Error::Timeout(_) => "timeout",
-            Error::Storage(_) => "internal",
+            Error::Storage(_) | Error::Internal(_) => "internal",
         }
     }
 }
@@ -218,16 +244,34 @@ fn result(value: Value, annos: &Annotations, query: &str, positions: &[usize]) -
     QueryResult { value, warnings, infos }
 }
 
-/// Prometheus's `format_query`: the query parsed and printed in its canonical,
-/// indented form.
-pub fn format_query(query: &str) -> Result<String, Error> {
-    Ok(ast::parse(query)?.prettify())
+/// Awaits `f`, failing with a timeout in `what` once `deadline` passes. Outside a
+/// tokio runtime (no timer) `f` is awaited as is and the caller checks afterwards.
+async fn before<T>(
+    deadline: Instant,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f.await;
+    }
+    match tokio::time::timeout_at(deadline.into(), f).await {
+        Ok(res) => res,
+        Err(_) => Err(Error::Timeout(what.into())),
+    }
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_queries.max(1)));
         Self { opts, slots }
+    }
+
+    /// Prometheus's `format_query`: the query parsed and printed in its canonical,
+    /// indented form (within this engine's length and depth limits).
+    pub async fn format_query(&self, query: &str) -> Result<String, Error> {
+        limits::check_text(query, self.opts.max_query_length, self.opts.max_depth)?;
+        let query = query.to_string();
+        worker::run(move |_| Ok(ast::parse(&query)?.prettify())).await
     }
 
     /// Evaluates `query` at `t_ms`.
@@ -254,8 +298,7 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<(QueryResult, QueryStats), Error> {
-        let expr = ast::parse(query)?;
-        let (v, annos, positions, stats) = self.run(q, &expr, query, t_ms, t_ms, None).await?;
+        let (v, annos, positions, stats) = self.run(q, query, t_ms, t_ms, None).await?;
         Ok((result(v, &annos, query, &positions), stats))
     }
 
@@ -268,61 +311,87 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<(QueryResult, QueryStats), Error> {
-        let expr = ast::parse(query)?;
-        ast::check_range_query_type(&expr)?;
-        if step_ms <= 0 {
-            return Err(Error::Execution(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
-            ));
-        }
-        if end_ms < start_ms {
-            return Err(Error::Execution("end timestamp must not be before start time".into()));
-        }
-        let (v, annos, positions, stats) = self.run(q, &expr, query, start_ms, end_ms, Some(step_ms)).await?;
+        let (v, annos, positions, stats) = self.run(q, query, start_ms, end_ms, Some(step_ms)).await?;
         Ok((result(v, &annos, query, &positions), stats))
     }
 
-    /// Waits for a slot, fetches and evaluates; `step` is `None` for an instant query.
-    /// Also the annotations and the node positions in `text` (the query `expr` was
-    /// parsed from).
+    /// Parses `text` and lowers it for a query over `start..=end` (`step` is `None` for
+    /// an instant query): the tree and the node positions. Runs on an evaluation thread.
+    fn prepare(
+        text: &str,
+        start: i64,
+        end: i64,
+        step: Option<i64>,
+        max_regex_bytes: usize,
+    ) -> Result<(Box<ast::Node>, Vec<usize>), Error> {
+        let expr = ast::parse(text)?;
+        if let Some(step) = step {
+            ast::check_range_query_type(&expr)?;
+            if step <= 0 {
+                return Err(Error::Execution(
+                    "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+                ));
+            }
+            if end < start {
+                return Err(Error::Execution("end timestamp must not be before start time".into()));
+            }
+        }
+        let (root, positions) = ast::lower_with_positions(&expr, text, start, end, max_regex_bytes)?;
+        Ok((Box::new(root), positions))
+    }
+
+    /// Waits for a slot, fetches and evaluates `text`; `step` is `None` for an instant
+    /// query. Also the annotations and the node positions in `text`.
     async fn run(
         &self,
         q: &dyn Queryable,
-        expr: &promql_parser::parser::Expr,
         text: &str,
         start: i64,
         end: i64,
         step: Option<i64>,
     ) -> Result<(Value, Annotations, Vec<usize>, QueryStats), Error> {
+        limits::check_text(text, self.opts.max_query_length, self.opts.max_depth)?;
         let began = Instant::now();
         let deadline = began + self.opts.timeout;
-        let _slot = self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into()))?;
+        let acquire = async { self.slots.acquire().await.map_err(|_| Error::Execution("query engine closed".into())) };
+        let _slot = before(deadline, "query queue", acquire).await?;
         let mut stats = QueryStats { queue_time: began.elapsed(), ..QueryStats::default() };
         if Instant::now() > deadline {
             return Err(Error::Timeout("query queue".into()));
         }
         let prepared = Instant::now();
-        let (root, positions) = ast::lower_with_positions(expr, text, start, end)?;
-        let (pushed, mut annos) = self.push_down(q, &root, start, end, step.unwrap_or(1)).await?;
-        let data = self.fetch(q, &root, &pushed, start, end, deadline).await?;
+        let (owned, max_regex) = (text.to_string(), self.opts.max_regex_bytes);
+        // Boxed: pushed-down results are keyed by node address, the root's included,
+        // and the tree moves to another thread for evaluation.
+        let (root, positions) = worker::run(move |_| Self::prepare(&owned, start, end, step, max_regex)).await?;
+        let pushing = self.push_down(q, &root, start, end, step.unwrap_or(1));
+        let (pushed, mut annos) = before(deadline, "query execution", pushing).await?;
+        let fetched = before(deadline, "query execution", self.fetch(q, &root, &pushed, start, end, deadline)).await?;
         stats.prepare_time = prepared.elapsed();
         let evaluating = Instant::now();
-        let names = value::NameDropped::new(&data);
-        let ev = eval::Evaluator::new(&data, self.opts.lookback_delta_ms, self.opts.max_samples)
-            .with_name_cache(&names)
-            .with_pushed(&pushed)
-            .with_deadline(deadline)
-            .with_compat(self.opts.compat);
-        let v = match step {
-            None => ev.instant(&root, start)?,
-            Some(step) => ev.range(&root, start, end, step)?,
-        };
+        let opts = self.opts.clone();
+        let (v, eval_annos, (peak, total)) = worker::run(move |abandoned| {
+            let data = plan::arrange(fetched);
+            let names = value::NameDropped::new(&data);
+            let ev = eval::Evaluator::new(&data, opts.lookback_delta_ms, opts.max_samples)
+                .with_name_cache(&names)
+                .with_pushed(&pushed)
+                .with_deadline(deadline)
+                .with_abandoned(abandoned)
+                .with_regex_limit(opts.max_regex_bytes)
+                .with_compat(opts.compat);
+            let v = match step {
+                None => ev.instant(&root, start)?,
+                Some(step) => ev.range(&root, start, end, step)?,
+            };
+            Ok((v, ev.take_annotations(), ev.sample_stats()))
+        })
+        .await?;
         stats.inner_eval_time = evaluating.elapsed();
         stats.total_time = began.elapsed();
-        let (peak, total) = ev.sample_stats();
         stats.peak_samples = peak as u64;
         stats.total_queryable_samples = total;
-        annos.merge_shifted(ev.take_annotations(), 0);
+        annos.merge_shifted(eval_annos, 0);
         Ok((v, annos, positions, stats))
     }
 
@@ -397,18 +466,16 @@ impl Engine {
             ..self.opts.clone()
         };
         let engine = Engine { opts, slots: self.slots.clone() };
-        let expr = ast::parse(&req.expr)?;
-        ast::check_range_query_type(&expr)?;
         let step = Some(req.step_ms.max(1));
-        match engine.run(q, &expr, &req.expr, req.start_ms, req.end_ms, step).await? {
+        match engine.run(q, &req.expr, req.start_ms, req.end_ms, step).await? {
             (Value::Matrix(series), annotations, _, _) => Ok(Partial { series, annotations }),
             _ => Err(Error::Execution("a pushed-down expression must give an instant vector".into())),
         }
     }
 
     /// Fetches every selector of `root` concurrently, except those under `pushed`
-    /// nodes; the result is indexed by selector id. Fails as soon as the fetched series
-    /// or samples exceed the limits.
+    /// nodes; every request with what storage returned for it (see [`plan::arrange`]).
+    /// Fails as soon as the fetched series or samples exceed the limits.
     async fn fetch(
         &self,
         q: &dyn Queryable,
@@ -417,7 +484,7 @@ impl Engine {
         start: i64,
         end: i64,
         deadline: Instant,
-    ) -> Result<Vec<Vec<Series>>, Error> {
+    ) -> Result<Vec<(plan::SelectRequest, Vec<Series>)>, Error> {
         let requests = plan::plan(root, start, end, self.opts.lookback_delta_ms, pushed);
         let series = AtomicUsize::new(0);
         let samples = AtomicUsize::new(0);
@@ -442,11 +509,7 @@ impl Engine {
         if Instant::now() > deadline {
             return Err(Error::Timeout("query execution".into()));
         }
-        let mut data = vec![Vec::new(); requests.iter().map(|r| r.id + 1).max().unwrap_or(0)];
-        for (r, res) in requests.iter().zip(results) {
-            data[r.id] = plan::prepare(res, r);
-        }
-        Ok(data)
+        Ok(requests.into_iter().zip(results).collect())
     }
 }
 
@@ -557,24 +620,29 @@ mod tests {
         assert!(err.to_string().starts_with("query timed out in "), "{err}");
     }
 
-    /// Counts selects in flight; each select yields once so others may start meanwhile.
+    /// Counts selects in flight. A select returns only once `wait_for` selects are in
+    /// flight or all `total` have started, so every query holding a slot is seen at
+    /// once (queries reach their select at different times: parsing runs on threads).
     #[derive(Default)]
     struct Counting {
         active: AtomicUsize,
         max_active: AtomicUsize,
+        started: AtomicUsize,
+        wait_for: usize,
+        total: usize,
     }
 
     #[async_trait::async_trait]
     impl Queryable for Counting {
         async fn select(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<Series>, SelectError> {
             let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.started.fetch_add(1, Ordering::SeqCst);
             self.max_active.fetch_max(now, Ordering::SeqCst);
-            let mut yielded = false;
             futures::future::poll_fn(|cx| {
-                if yielded {
+                let active = self.active.load(Ordering::SeqCst);
+                if active >= self.wait_for || self.started.load(Ordering::SeqCst) >= self.total {
                     return std::task::Poll::Ready(());
                 }
-                yielded = true;
                 cx.waker().wake_by_ref();
                 std::task::Poll::Pending
             })
@@ -588,7 +656,7 @@ mod tests {
     fn concurrent_queries_queue_beyond_the_limit() {
         for (limit, want_max) in [(1, 1), (3, 3)] {
             let e = Engine::new(EngineOptions { max_concurrent_queries: limit, ..EngineOptions::default() });
-            let q = Counting::default();
+            let q = Counting { wait_for: want_max, total: 5, ..Counting::default() };
             let all = run(futures::future::join_all((0..5).map(|_| e.instant(&q, "up", 0))));
             assert!(all.iter().all(Result::is_ok), "queued, never rejected");
             assert_eq!(q.max_active.load(Ordering::SeqCst), want_max);

@@ -78,6 +78,15 @@ fn span(at: Option<i64>, offset: i64, ws: i64, we: i64) -> (i64, i64) {
     (lo.saturating_sub(offset), hi.saturating_sub(offset))
 }
 
+/// The fetched series indexed by selector id, each request's answer [`prepare`]d.
+pub(crate) fn arrange(fetched: Vec<(SelectRequest, Vec<Series>)>) -> Vec<Vec<Series>> {
+    let mut data = vec![Vec::new(); fetched.iter().map(|(r, _)| r.id + 1).max().unwrap_or(0)];
+    for (r, got) in fetched {
+        data[r.id] = prepare(got, &r);
+    }
+    data
+}
+
 /// Normalises what storage returned for a request: label sets merged and sorted
 /// (storage order), samples clipped to the range, stale markers dropped for range
 /// selectors, and empty series removed.

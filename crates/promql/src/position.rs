@@ -183,7 +183,7 @@ fn skip_group(toks: &[(usize, Tok<'_>)], i: usize, open: char, close: char) -> u
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok<'a> {
+pub(crate) enum Tok<'a> {
     Ident(&'a str),
     Number,
     Str,
@@ -195,7 +195,7 @@ enum Tok<'a> {
     Op(char),
 }
 
-fn tokenize(q: &str) -> Vec<(usize, Tok<'_>)> {
+pub(crate) fn tokenize(q: &str) -> Vec<(usize, Tok<'_>)> {
     let b = q.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
