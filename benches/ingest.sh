@@ -7,18 +7,26 @@
 #   resident memory per active series, and the time from start to /-/ready
 #   after a clean stop and after kill -9.
 #
-#   benches/ingest.sh [--series N] [--points P] [--only pharos|prometheus]
+#   benches/ingest.sh [--series N] [--points P] [--concurrency C] [--only pharos|prometheus]
+#                     [--pharos 'NAME|BINARY|EXTRA ARGS' ...]
 #
-# Installs Prometheus (Debian package) if missing; builds Pharos in release
-# mode (CARGO_TARGET_DIR, default $HOME/.cache/pharos/target-release).
+# Each --pharos adds one Pharos to the run (e.g. the binary before and after a
+# change, or one binary with and without --no-wal-sync); without any, Pharos
+# is built in release mode (CARGO_TARGET_DIR, default
+# $HOME/.cache/pharos/target-release) and run as `pharos`. --concurrency is
+# the number of concurrent remote_write senders (ingest_bench.py's default
+# when not given). Installs Prometheus (Debian package) if missing.
 set -euo pipefail
-series=20000 points=240 only=""
+series=20000 points=240 only="" concurrency="" variants=()
+usage="usage: $0 [--series N] [--points P] [--concurrency C] [--only pharos|prometheus] [--pharos 'NAME|BINARY|ARGS' ...]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
     --points) points=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--series N] [--points P] [--only pharos|prometheus]" >&2; exit 2 ;;
+    --pharos) variants+=("$2"); shift 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,8 +37,10 @@ if ! command -v prometheus >/dev/null; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
 fi
-(cd "$root" && cargo build --release --bin pharos >&2)
-pharos=$CARGO_TARGET_DIR/release/pharos
+if [ ${#variants[@]} -eq 0 ] && [ "$only" != prometheus ]; then
+  (cd "$root" && cargo build --release --bin pharos >&2)
+  variants=("pharos|$CARGO_TARGET_DIR/release/pharos|")
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -54,8 +64,10 @@ wait_ready() { # url -> seconds until it answers 200
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
+pharos="" pharos_args=""
 start_pharos() {
-  "$pharos" up --data-dir "$work/pharos" --listen 127.0.0.1:19290 --config "$work/empty.yml" \
+  # shellcheck disable=SC2086 # the variant's extra arguments are words
+  "$pharos" up --data-dir "$work/pharos" --listen 127.0.0.1:19290 --config "$work/empty.yml" $pharos_args \
     >>"$work/pharos.log" 2>&1 &
   pid=$!; pids+=("$pid")
 }
@@ -73,6 +85,7 @@ run() { # name url flush-url start-fn data-dir
   echo "ingest: $name: $series series x $points points" >&2
   local args=("$conf/ingest_bench.py" "$url/api/v1/write" --pid "$pid" --series "$series" --points "$points" --data-dir "$dir")
   [ -n "$flush" ] && args+=(--flush-url "$url$flush")
+  [ -n "$concurrency" ] && args+=(--concurrency "$concurrency")
   out=$(python3 "${args[@]}")
   echo "$out" >&2
   rss=$(rss_kib "$pid")
@@ -87,12 +100,19 @@ run() { # name url flush-url start-fn data-dir
   results+=("| $name | $cpu | $bps | $((rss * 1024 / series)) | $(printf %.1f "$ready_term") | $(printf %.1f "$ready_kill") |")
 }
 
-[ "$only" = prometheus ] || run pharos http://127.0.0.1:19290 /api/v1/admin/flush start_pharos "$work/pharos"
+if [ "$only" != prometheus ]; then
+  for v in "${variants[@]}"; do
+    IFS='|' read -r name pharos pharos_args <<<"$v"
+    [ -x "$pharos" ] || { echo "ingest: $pharos is not an executable (--pharos '$v')" >&2; exit 2; }
+    rm -rf "$work/pharos"
+    run "$name" http://127.0.0.1:19290 /api/v1/admin/flush start_pharos "$work/pharos"
+  done
+fi
 [ "$only" = pharos ] || run "prometheus $(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([^ ]*\).*/\1/p')" \
   http://127.0.0.1:19291 "" start_prometheus "$work/prometheus"
 
 echo
-echo "$series series x $points points ($((series * points)) samples), $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "$series series x $points points ($((series * points)) samples), ${concurrency:-default} senders, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
 echo "| system | CPU s / 1M samples | bytes / sample on disk | RSS bytes / series | ready after stop (s) | ready after kill -9 (s) |"
 echo "|---|---|---|---|---|---|"
