@@ -3,7 +3,7 @@
 use pharos_model::{Label, Labels, MatchOp, Matcher, Sample, Series};
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::prometheus as prom;
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::{MetaQuery, SeriesSamples};
 
 use crate::Error;
 
@@ -62,4 +62,9 @@ pub fn matchers_from_proto(ms: &[pb::LabelMatcher]) -> Result<Vec<Matcher>, Erro
             Matcher::new(op, &m.name, &m.value).map_err(|e| Error::BadRequest(e.to_string()))
         })
         .collect()
+}
+
+/// The metadata query a Series or Labels request carries (limit 0: none).
+pub fn meta_query(matchers: Vec<Matcher>, start_ms: i64, end_ms: i64, limit: u64) -> MetaQuery {
+    MetaQuery { matchers, mint: start_ms, maxt: end_ms, limit: usize::try_from(limit).unwrap_or(usize::MAX) }
 }

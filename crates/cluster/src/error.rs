@@ -6,7 +6,7 @@ pub enum Error {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error(transparent)]
-    Storage(#[from] pharos_tsdb::Error),
+    Storage(#[from] pharos_storage::Error),
     #[error("shard {shard} unavailable: {msg}")]
     Unavailable { shard: u32, msg: String },
     /// A replica that is not its shard's raft leader; `leader` is the raft

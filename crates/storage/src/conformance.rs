@@ -227,8 +227,7 @@ pub fn metadata_in_a_time_range(s: &dyn Storage) {
 pub fn metadata_limit_truncates(s: &dyn Storage) {
     s.append(
         "t",
-        &["c", "a", "d", "b"]
-            .map(|v| series(&[("__name__", "m"), ("s", v), (&format!("l_{v}"), "1")], &[(1000, 1.0)])),
+        &["c", "a", "d", "b"].map(|v| series(&[("__name__", "m"), ("s", v), (&format!("l_{v}"), "1")], &[(1000, 1.0)])),
     )
     .unwrap();
     let q = |limit| MetaQuery { limit, ..MetaQuery::default() };

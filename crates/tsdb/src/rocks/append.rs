@@ -44,8 +44,7 @@ impl RocksStorage {
         let min_valid = self.opts.retention_ms.map(|r| now_ms().saturating_sub(r));
         let mut head = self.head.lock();
         let assigned = self.assign_ids(&head, tenant, batch);
-        let (res, entries) =
-            classify(batch, &assigned.ids, |id| head.series.get(&id).and_then(|s| s.last), min_valid);
+        let (res, entries) = classify(batch, &assigned.ids, |id| head.series.get(&id).and_then(|s| s.last), min_valid);
         self.commit(&mut head, tenant, assigned.new, &entries)?;
         drop(head);
         self.count(&res);
@@ -234,7 +233,11 @@ mod tests {
         let reasons: Vec<_> = res.rejected.iter().map(|r| (r.reason, r.count, r.first_t)).collect();
         assert_eq!(
             reasons,
-            vec![(RejectReason::SeriesLimit, 2, 5), (RejectReason::OutOfOrder, 1, 15), (RejectReason::OutOfOrder, 1, 1)]
+            vec![
+                (RejectReason::SeriesLimit, 2, 5),
+                (RejectReason::OutOfOrder, 1, 15),
+                (RejectReason::OutOfOrder, 1, 1)
+            ]
         );
         let stored: Vec<(u64, Vec<i64>)> =
             entries.iter().map(|(id, s)| (*id, s.iter().map(|x| x.t).collect())).collect();
@@ -246,7 +249,10 @@ mod tests {
         let batch = [series("a", &[(5, 1.0), (50, 1.0), (60, 1.0)])];
         let (res, entries) = classify(&batch, &[Ok(1)], |_| None, Some(40));
         assert_eq!(res.accepted, 2);
-        assert_eq!((res.rejected[0].reason, res.rejected[0].count, res.rejected[0].first_t), (RejectReason::TooOld, 1, 5));
+        assert_eq!(
+            (res.rejected[0].reason, res.rejected[0].count, res.rejected[0].first_t),
+            (RejectReason::TooOld, 1, 5)
+        );
         assert_eq!(entries[0].1.len(), 2);
     }
 }

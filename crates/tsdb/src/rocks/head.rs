@@ -188,7 +188,13 @@ impl RocksStorage {
 
     /// Appends already-admitted samples to a series' head chunk, cutting
     /// full chunks into `batch`.
-    pub(super) fn apply(&self, head: &mut Head, id: u64, samples: &[Sample], batch: &mut WriteBatch) -> Result<(), Error> {
+    pub(super) fn apply(
+        &self,
+        head: &mut Head,
+        id: u64,
+        samples: &[Sample],
+        batch: &mut WriteBatch,
+    ) -> Result<(), Error> {
         let Some(s) = head.series.get_mut(&id) else { return Ok(()) };
         for x in samples {
             // A chunk never spans two partitions, so retention can drop whole ones.

@@ -58,7 +58,6 @@ const FORMAT_KEY: &[u8] = b"format";
 const LOG_POSITION_KEY: &[u8] = b"log_position";
 const FORMAT: &[u8] = b"pharos-tsdb/2";
 
-
 /// The RocksDB storage engine. See the module overview.
 pub struct RocksStorage {
     db: Arc<DB>,
@@ -76,7 +75,6 @@ impl std::fmt::Debug for RocksStorage {
         f.debug_struct("RocksStorage").field("path", &self.path).finish()
     }
 }
-
 
 impl RocksStorage {
     fn write_opts(&self) -> WriteOptions {

@@ -73,7 +73,8 @@ impl RocksStorage {
             }
             Some(f) if f == FORMAT => {}
             Some(f) => {
-                let why = format!("format {:?}, expected {:?}", String::from_utf8_lossy(&f), String::from_utf8_lossy(FORMAT));
+                let why =
+                    format!("format {:?}, expected {:?}", String::from_utf8_lossy(&f), String::from_utf8_lossy(FORMAT));
                 return Err(foreign(path, why));
             }
         }

@@ -118,15 +118,13 @@ impl RocksStorage {
         if let Some(k) = it.key() {
             let tenant_len = tenant.len() + 1;
             if k.len() >= tenant_len + 8 && k[..tenant.len()] == *tenant.as_bytes() && k[tenant.len()] == keys::SEP {
-                let p =
-                    keys::unflip(&k[tenant_len..tenant_len + 8]).ok_or_else(|| corrupt("posting key"))?;
+                let p = keys::unflip(&k[tenant_len..tenant_len + 8]).ok_or_else(|| corrupt("posting key"))?;
                 return Ok((p <= last).then_some(p));
             }
         }
         it.status()?;
         Ok(None)
     }
-
 }
 
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {

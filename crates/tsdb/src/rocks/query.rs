@@ -58,8 +58,7 @@ impl RocksStorage {
                     if min > maxt {
                         break;
                     }
-                    let (max, bytes) =
-                        keys::split_chunk_value(&v).ok_or_else(|| corrupt("chunk value"))?;
+                    let (max, bytes) = keys::split_chunk_value(&v).ok_or_else(|| corrupt("chunk value"))?;
                     if max < mint || Some(min) == head_min {
                         continue; // out of range, or an older flush of the open head chunk
                     }

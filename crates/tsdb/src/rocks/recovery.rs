@@ -43,14 +43,10 @@ impl RocksStorage {
         for item in self.db.iterator_cf(self.cf(CF_HEADS)?, IteratorMode::Start) {
             let (k, key) = item?;
             let id = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| corrupt("heads key"))?);
-            let v = self
-                .db
-                .get_cf(chunks, &key)?
-                .ok_or_else(|| corrupt(format!("chunk of series {id} vanished")))?;
-            let (_, bytes) =
-                keys::split_chunk_value(&v).ok_or_else(|| corrupt(format!("chunk of series {id}")))?;
-            let enc = pharos_chunkenc::reopen_stored(bytes)
-                .map_err(|e| corrupt(format!("chunk of series {id}: {e}")))?;
+            let v = self.db.get_cf(chunks, &key)?.ok_or_else(|| corrupt(format!("chunk of series {id} vanished")))?;
+            let (_, bytes) = keys::split_chunk_value(&v).ok_or_else(|| corrupt(format!("chunk of series {id}")))?;
+            let enc =
+                pharos_chunkenc::reopen_stored(bytes).map_err(|e| corrupt(format!("chunk of series {id}: {e}")))?;
             if let Some(s) = head.series.get_mut(&id) {
                 s.last = enc.last().map(|(t, v)| Sample::new(t, v));
                 s.indexed = s.last.map(|l| keys::partition_of(l.t));
