@@ -199,23 +199,27 @@ impl RocksStorage {
         for x in samples {
             // A chunk never spans two partitions, so retention can drop whole ones.
             if s.chunk.min_t().is_some_and(|m| keys::partition_of(m) != keys::partition_of(x.t)) {
-                if s.dirty {
-                    self.write_chunk(batch, id, &s.chunk)?;
-                    self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
-                }
-                s.chunk = ChunkEncoder::new();
-                s.dirty = false;
+                self.cut(s, id, batch)?;
             }
             s.chunk.append(x.t, x.v).map_err(|e| corrupt(format!("head chunk of series {id}: {e}")))?;
             s.dirty = true;
             s.last = Some(*x);
             if s.chunk.len() >= self.opts.chunk_samples {
-                self.write_chunk(batch, id, &s.chunk)?;
-                s.chunk = ChunkEncoder::new();
-                s.dirty = false;
-                self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+                self.cut(s, id, batch)?;
             }
         }
+        Ok(())
+    }
+
+    /// Closes the open chunk of series `s` (`id`): written into `batch`
+    /// unless already on disk, and a new empty one opened.
+    fn cut(&self, s: &mut MemSeries, id: u64, batch: &mut WriteBatch) -> Result<(), Error> {
+        if s.dirty {
+            self.write_chunk(batch, id, &s.chunk)?;
+            self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+        }
+        s.chunk = ChunkEncoder::new();
+        s.dirty = false;
         Ok(())
     }
 

@@ -32,7 +32,6 @@ impl RocksStorage {
         if mint > maxt {
             return Ok(Vec::new());
         }
-        let chunks = self.cf(CF_CHUNKS)?;
         let mut found: BTreeMap<u64, Vec<Sample>> = BTreeMap::new();
         let (first, last) = (keys::partition_of(mint), keys::partition_of(maxt));
         let mut from = first;
@@ -49,24 +48,16 @@ impl RocksStorage {
             };
             for (id, head_min, head_bytes) in heads {
                 let samples = found.entry(id).or_default();
-                let prefix = keys::chunk_prefix(p, id);
-                let mut ro = ReadOptions::default();
-                ro.set_iterate_range(rocksdb::PrefixRange(&prefix[..]));
-                for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::From(&prefix, Direction::Forward)) {
-                    let (k, v) = item?;
-                    let min = keys::chunk_key_min_t(&k).ok_or_else(|| corrupt("chunk key"))?;
-                    if min > maxt {
-                        break;
-                    }
-                    let (max, bytes) = keys::split_chunk_value(&v).ok_or_else(|| corrupt("chunk value"))?;
+                self.chunks_until(p, id, maxt, |min, max, bytes| {
                     if max < mint || Some(min) == head_min {
-                        continue; // out of range, or an older flush of the open head chunk
+                        return Ok(false); // out of range, or an older flush of the open head chunk
                     }
                     let decoded = pharos_chunkenc::decode_stored(bytes).map_err(|e| corrupt(e.to_string()))?;
                     samples.extend(
                         decoded.into_iter().filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)),
                     );
-                }
+                    Ok(false)
+                })?;
                 if head_min.is_some_and(|m| keys::partition_of(m) == p) {
                     decode_into(&head_bytes, mint, maxt, samples)?;
                 }
@@ -141,6 +132,31 @@ impl RocksStorage {
     /// Whether a chunk of series `id` in partition `p` on disk holds a
     /// sample in `[mint, maxt]`.
     fn chunk_in_range(&self, p: i64, id: u64, mint: i64, maxt: i64) -> Result<bool, Error> {
+        let mut found = false;
+        self.chunks_until(p, id, maxt, |min, max, bytes| {
+            if max < mint {
+                return Ok(false);
+            }
+            found = min >= mint || max <= maxt; // its first or its last sample is in range
+            if !found {
+                let decoded = pharos_chunkenc::decode_stored(bytes).map_err(|e| corrupt(e.to_string()))?;
+                found = decoded.iter().any(|(t, _)| (mint..=maxt).contains(t));
+            }
+            Ok(true) // no later chunk starts before the range ends
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `f` with (first time, last time, stored chunk) of each chunk of
+    /// series `id` in partition `p` on disk, in time order, up to the last
+    /// one starting at or before `maxt`, or until `f` returns true.
+    fn chunks_until(
+        &self,
+        p: i64,
+        id: u64,
+        maxt: i64,
+        mut f: impl FnMut(i64, i64, &[u8]) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
         let prefix = keys::chunk_prefix(p, id);
         let mut ro = ReadOptions::default();
         ro.set_iterate_range(rocksdb::PrefixRange(&prefix[..]));
@@ -152,16 +168,11 @@ impl RocksStorage {
                 break;
             }
             let (max, bytes) = keys::split_chunk_value(&v).ok_or_else(|| corrupt("chunk value"))?;
-            if max < mint {
-                continue;
+            if f(min, max, bytes)? {
+                break;
             }
-            if min >= mint || max <= maxt {
-                return Ok(true); // its first or its last sample is in range
-            }
-            let decoded = pharos_chunkenc::decode_stored(bytes).map_err(|e| corrupt(e.to_string()))?;
-            return Ok(decoded.iter().any(|(t, _)| (mint..=maxt).contains(t)));
         }
-        Ok(false)
+        Ok(())
     }
 }
 
