@@ -4,6 +4,8 @@
 //!   same process ([`LocalShard`], the embedded `pharos up`) or over gRPC
 //!   ([`RemoteShard`], `pharos cluster up` and Kubernetes). A remote shard
 //!   writes over one long-lived gRPC stream per replica (`write_stream.rs`).
+//!   It mirrors the storage contract (`pharos_storage::Storage`): the same
+//!   calls and arguments, async.
 //! - [`Cluster`]: the distributor and the fan-out reader in one. It routes
 //!   each series of a write to the shard that owns it on the [`Ring`] and
 //!   reads every shard for a query, merging what comes back.
