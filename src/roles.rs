@@ -95,7 +95,7 @@ fn spawn_maintenance(tsdb: Arc<RocksStorage>) {
             let t = tsdb.clone();
             let work = move || {
                 t.apply_retention(pharos_api::now_ms())?;
-                pharos_tsdb::Storage::flush(&*t)
+                pharos_storage::Storage::flush(&*t)
             };
             match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(())) => {}
@@ -107,7 +107,7 @@ fn spawn_maintenance(tsdb: Arc<RocksStorage>) {
 }
 
 async fn flush_on_exit(tsdb: Arc<RocksStorage>) {
-    match tokio::task::spawn_blocking(move || pharos_tsdb::Storage::flush(&*tsdb)).await {
+    match tokio::task::spawn_blocking(move || pharos_storage::Storage::flush(&*tsdb)).await {
         Ok(Ok(())) => tracing::info!("head flushed"),
         Ok(Err(e)) => tracing::error!(error = %e, "flush on exit failed"),
         Err(e) => tracing::error!(error = %e, "flush task failed"),

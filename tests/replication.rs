@@ -474,7 +474,7 @@ fn partitioned_leader_is_replaced_and_the_partition_heals() {
             .with_deadline(Duration::from_secs(4));
         let labels = pharos_model::Labels::from_pairs(&[("__name__", "probe")]);
         let batch =
-            vec![pharos_tsdb::SeriesSamples { labels, samples: vec![pharos_model::Sample::new(now_ms(), 1.0)] }];
+            vec![pharos_storage::SeriesSamples { labels, samples: vec![pharos_model::Sample::new(now_ms(), 1.0)] }];
         shard.append(pharos_model::DEFAULT_TENANT, batch).await
     });
     assert!(probe.is_err(), "the cut-off leader {old} acknowledged a write: {probe:?}");

@@ -7,8 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use pharos_cluster::Cluster;
-use pharos_model::{Labels, METRIC_NAME, MatchOp, Matcher, Series};
+use pharos_model::{Matcher, Series};
 use pharos_promql::{Engine, Partial, PushdownRequest, QueryResult, QueryStats, Queryable, SelectError};
+use pharos_storage::MetaQuery;
 use serde_json::{Value as J, json};
 
 use crate::json::{self, success};
@@ -196,43 +197,26 @@ fn limited(mut items: Vec<J>, limit: usize) -> axum::Json<J> {
     success(J::Array(items))
 }
 
-/// The `start`/`end` of a metadata request, when it gives either (Prometheus's
-/// defaults are the beginning and end of time).
-fn time_range(r: &Req) -> Result<Option<(i64, i64)>, ApiError> {
-    let given = |n: &str| params::get(&r.params, n).is_some_and(|v| !v.is_empty());
-    if !given("start") && !given("end") {
-        return Ok(None);
-    }
+/// The `start`/`end` of a metadata request; absent, the beginning and end of
+/// time (as Prometheus).
+fn time_range(r: &Req) -> Result<(i64, i64), ApiError> {
     let start = time_param(&r.params, "start", i64::MIN)?;
     let end = time_param(&r.params, "end", i64::MAX)?;
     if end < start {
         return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
     }
-    Ok(Some((start, end)))
+    Ok((start, end))
 }
 
-/// Label sets of the series matching any of `sets` (every series when there are
-/// none) that have samples in `[start, end]`. The index has no time bounds, so this
-/// reads the samples in range through a select.
-async fn series_in_range(
-    st: &QueryState,
-    tenant: &str,
-    sets: Vec<Vec<Matcher>>,
-    start: i64,
-    end: i64,
-) -> Result<std::collections::BTreeSet<Labels>, ApiError> {
-    let sets = if sets.is_empty() {
-        let any = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+").map_err(|e| ApiError::internal(e.to_string()))?;
-        vec![vec![any]]
-    } else {
-        sets
-    };
-    let mut all = std::collections::BTreeSet::new();
-    for set in sets {
-        let got = st.cluster.select(tenant, &set, start, end).await?;
-        all.extend(got.into_iter().filter(|s| !s.samples.is_empty()).map(|s| s.labels));
-    }
-    Ok(all)
+/// The queries of a metadata request, one per matcher set (one without
+/// matchers when there is none), each with the request's time range. The
+/// shards are asked for one item more than `limit`, so that a truncated
+/// answer can be told (as Prometheus 3 does).
+fn meta_queries(r: &Req, sets: Vec<Vec<Matcher>>, limit: usize) -> Result<Vec<MetaQuery>, ApiError> {
+    let (mint, maxt) = time_range(r)?;
+    let limit = if limit == usize::MAX { 0 } else { limit.saturating_add(1) };
+    let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
+    Ok(sets.into_iter().map(|matchers| MetaQuery { matchers, mint, maxt, limit }).collect())
 }
 
 fn matcher_sets(r: &Req, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
@@ -257,16 +241,10 @@ pub async fn series(
     let r = req(&uri, &headers, &body)?;
     let limit = limit_param(&r)?;
     let sets = matcher_sets(&r, true)?;
-    let all = match time_range(&r)? {
-        Some((start, end)) => series_in_range(&st, &r.tenant, sets, start, end).await?,
-        None => {
-            let mut all = std::collections::BTreeSet::new();
-            for set in sets {
-                all.extend(st.cluster.series(&r.tenant, &set).await?);
-            }
-            all
-        }
-    };
+    let mut all = std::collections::BTreeSet::new();
+    for q in meta_queries(&r, sets, limit)? {
+        all.extend(st.cluster.series(&r.tenant, &q).await?);
+    }
     Ok(limited(all.iter().map(json::labels).collect(), limit))
 }
 
@@ -274,19 +252,12 @@ async fn labels(st: &QueryState, r: &Req, name: Option<&str>) -> Result<axum::Js
     let limit = limit_param(r)?;
     let sets = matcher_sets(r, false)?;
     let mut all = std::collections::BTreeSet::new();
-    if let Some((start, end)) = time_range(r)? {
-        for l in series_in_range(st, &r.tenant, sets, start, end).await? {
-            match name {
-                Some(n) => all.extend(l.get(n).filter(|v| !v.is_empty()).map(str::to_string)),
-                None => all.extend(l.iter().map(|x| x.name.clone())),
+    for q in meta_queries(r, sets, limit)? {
+        match name {
+            None => all.extend(st.cluster.label_names(&r.tenant, &q).await?),
+            Some(n) => {
+                all.extend(st.cluster.label_values(&r.tenant, n, &q).await?.into_iter().filter(|v| !v.is_empty()))
             }
-        }
-    } else {
-        if sets.is_empty() {
-            all.extend(st.cluster.labels(&r.tenant, name, &[]).await?);
-        }
-        for set in sets {
-            all.extend(st.cluster.labels(&r.tenant, name, &set).await?);
         }
     }
     Ok(limited(all.into_iter().map(J::String).collect(), limit))
@@ -323,8 +294,8 @@ pub async fn label_values(
 mod tests {
     use super::*;
     use pharos_cluster::LocalShard;
-    use pharos_model::Sample;
-    use pharos_tsdb::{MemStorage, SeriesSamples};
+    use pharos_model::{Labels, Sample};
+    use pharos_storage::{MemStorage, SeriesSamples};
 
     /// Two `up` series with samples at 10s and 20s, in one in-memory shard.
     async fn state() -> QueryState {

@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 use pharos_model::{Label, Labels, MatchOp, Matcher, Sample, Series};
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::prometheus as prom;
-use pharos_tsdb::{AppendResult, RejectReason, Rejection, SeriesSamples};
+use pharos_storage::{AppendResult, MetaQuery, RejectReason, Rejection, SeriesSamples};
 
 use crate::Error;
 
@@ -69,6 +69,11 @@ pub fn matchers_from_proto(ms: &[pb::LabelMatcher]) -> Result<Vec<Matcher>, Erro
             Matcher::new(op, &m.name, &m.value).map_err(|e| Error::BadRequest(e.to_string()))
         })
         .collect()
+}
+
+/// The metadata query a Series or Labels request carries (limit 0: none).
+pub fn meta_query(matchers: Vec<Matcher>, start_ms: i64, end_ms: i64, limit: u64) -> MetaQuery {
+    MetaQuery { matchers, mint: start_ms, maxt: end_ms, limit: usize::try_from(limit).unwrap_or(usize::MAX) }
 }
 
 pub(crate) fn reason_to_proto(r: RejectReason) -> pb::RejectReason {

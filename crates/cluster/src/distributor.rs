@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use pharos_model::{Labels, Matcher, Series, merge_series, series_hash};
-use pharos_tsdb::{AppendResult, SeriesSamples};
+use pharos_storage::{AppendResult, MetaQuery, SeriesSamples};
 
 use crate::{Error, Ring, Shard};
 
@@ -77,22 +77,23 @@ impl Cluster {
         Ok(if self.shards.len() > 1 { merge_series(all) } else { all })
     }
 
-    pub async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
-        let calls = self.shards.iter().map(|s| s.series(tenant, matchers));
-        let mut all = BTreeSet::new();
-        for r in join_all(calls).await {
-            all.extend(r?);
-        }
-        Ok(all.into_iter().collect())
+    /// [`Shard::series`] over every shard: the union of their answers,
+    /// sorted and cut to the query's limit.
+    pub async fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+        let calls = self.shards.iter().map(|s| s.series(tenant, q));
+        union(join_all(calls).await, q)
     }
 
-    pub async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        let calls = self.shards.iter().map(|s| s.labels(tenant, name, matchers));
-        let mut all = BTreeSet::new();
-        for r in join_all(calls).await {
-            all.extend(r?);
-        }
-        Ok(all.into_iter().collect())
+    /// [`Shard::label_names`] over every shard.
+    pub async fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        let calls = self.shards.iter().map(|s| s.label_names(tenant, q));
+        union(join_all(calls).await, q)
+    }
+
+    /// [`Shard::label_values`] over every shard.
+    pub async fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        let calls = self.shards.iter().map(|s| s.label_values(tenant, name, q));
+        union(join_all(calls).await, q)
     }
 
     pub async fn flush(&self) -> Result<(), Error> {
@@ -101,4 +102,15 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The sorted union of the shards' answers, cut to the query's limit: each
+/// shard's answer is its first `limit` items, so the first `limit` of the
+/// union are among them.
+fn union<T: Ord>(answers: Vec<Result<Vec<T>, Error>>, q: &MetaQuery) -> Result<Vec<T>, Error> {
+    let mut all = BTreeSet::new();
+    for r in answers {
+        all.extend(r?);
+    }
+    Ok(q.truncate(all.into_iter().collect()))
 }

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error(transparent)]
-    Storage(#[from] pharos_tsdb::Error),
+    Storage(#[from] pharos_storage::Error),
     /// A shard (as its clients see it) that could not answer.
     #[error("shard {shard} unavailable: {msg}")]
     Unavailable { shard: u32, msg: String },
@@ -234,7 +234,7 @@ mod tests {
     fn only_not_leader_and_unavailable_are_retried() {
         let retried: Vec<bool> = cases().iter().map(Error::retryable).collect();
         assert_eq!(retried, [true, true, false, true, true, false]);
-        assert!(!Error::Storage(pharos_tsdb::Error::Corrupt("x".into())).retryable());
+        assert!(!Error::Storage(pharos_storage::Error::Corrupt("x".into())).retryable());
     }
 
     /// A raft failure names the replica it happened on, not a shard.

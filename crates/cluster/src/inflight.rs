@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::SeriesSamples;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Error;

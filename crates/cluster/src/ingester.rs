@@ -126,7 +126,8 @@ impl Ingester for IngesterService {
         let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
         self.barrier(&meta).await?;
-        let values = self.shard.labels(&req.tenant, None, &matchers).await?;
+        let values =
+            self.shard.label_names(&req.tenant, &meta_query(matchers, req.start_ms, req.end_ms, req.limit)).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
 
@@ -134,7 +135,8 @@ impl Ingester for IngesterService {
         let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
         self.barrier(&meta).await?;
-        let values = self.shard.labels(&req.tenant, Some(&req.name), &matchers).await?;
+        let q = meta_query(matchers, req.start_ms, req.end_ms, req.limit);
+        let values = self.shard.label_values(&req.tenant, &req.name, &q).await?;
         Ok(Response::new(pb::LabelsResponse { values }))
     }
 
@@ -142,7 +144,7 @@ impl Ingester for IngesterService {
         let (meta, _, req) = req.into_parts();
         let matchers = matchers_from_proto(&req.matchers)?;
         self.barrier(&meta).await?;
-        let series = self.shard.series(&req.tenant, &matchers).await?;
+        let series = self.shard.series(&req.tenant, &meta_query(matchers, req.start_ms, req.end_ms, req.limit)).await?;
         Ok(Response::new(pb::SeriesResponse { series: series.iter().map(|l| series_to_proto(l, &[])).collect() }))
     }
 

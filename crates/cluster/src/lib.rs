@@ -5,7 +5,8 @@
 //!   ([`RemoteShard`], `pharos cluster up` and Kubernetes). A remote shard
 //!   writes over one long-lived gRPC stream per replica (`write_stream.rs`);
 //!   which replica a call tries next, and when, is decided by a pure
-//!   cursor (`cursor.rs`).
+//!   cursor (`cursor.rs`). It mirrors the storage contract
+//!   (`pharos_storage::Storage`): the same calls and arguments, async.
 //! - [`Error`]: one error type with an [`ErrorCode`] that crosses the wire
 //!   typed and decides retries ([`Error::retryable`]); a write's rejections
 //!   cross it as positions in the batch with a typed reason (`convert.rs`).

@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(annotations_from_proto(annotations_to_proto(&a)), a);
     }
     use pharos_model::{Labels, Sample};
-    use pharos_tsdb::{MemStorage, SeriesSamples};
+    use pharos_storage::{MemStorage, SeriesSamples};
     use std::sync::Arc;
 
     #[tokio::test]

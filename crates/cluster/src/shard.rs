@@ -1,4 +1,10 @@
 //! One shard's storage as the other roles see it.
+//!
+//! [`Shard`] is the storage contract ([`pharos_storage::Storage`]) made
+//! async: the same calls with the same arguments, answered by a TSDB in
+//! this process ([`LocalShard`], which only moves the blocking calls to
+//! tokio's blocking pool) or over gRPC ([`RemoteShard`]), plus what only a
+//! shard does (pushed-down PromQL evaluation).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,7 +15,7 @@ use futures::StreamExt;
 use pharos_model::{Labels, Matcher, Series};
 use pharos_proto::pharos::v1 as pb;
 use pharos_proto::pharos::v1::ingester_client::IngesterClient;
-use pharos_tsdb::{AppendResult, SeriesSamples, Storage};
+use pharos_storage::{AppendResult, MetaQuery, SeriesSamples, Storage};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
@@ -29,9 +35,12 @@ pub trait Shard: Send + Sync {
         self.append(tenant, batch.to_vec()).await
     }
     async fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
-    async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error>;
-    /// Label names (`name` = None) or the values of one label.
-    async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
+    /// [`Storage::series`]: sorted label sets matching the query.
+    async fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error>;
+    /// [`Storage::label_names`]: sorted label names.
+    async fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error>;
+    /// [`Storage::label_values`]: sorted values of one label.
+    async fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error>;
     async fn flush(&self) -> Result<(), Error>;
     /// Evaluates a pushed-down PromQL expression over this shard's series only.
     async fn eval(&self, tenant: &str, req: &pharos_promql::PushdownRequest) -> Result<pharos_promql::Partial, Error> {
@@ -54,7 +63,7 @@ impl LocalShard {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Storage) -> Result<T, pharos_tsdb::Error> + Send + 'static,
+        f: impl FnOnce(&dyn Storage) -> Result<T, pharos_storage::Error> + Send + 'static,
     ) -> Result<T, Error> {
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || f(&*storage))
@@ -76,18 +85,19 @@ impl Shard for LocalShard {
         self.blocking(move |s| s.select(&tenant, &matchers, mint, maxt)).await
     }
 
-    async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
-        let (tenant, matchers) = (tenant.to_string(), matchers.to_vec());
-        self.blocking(move |s| s.series(&tenant, &matchers)).await
+    async fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+        let (tenant, q) = (tenant.to_string(), q.clone());
+        self.blocking(move |s| s.series(&tenant, &q)).await
     }
 
-    async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        let (tenant, matchers, name) = (tenant.to_string(), matchers.to_vec(), name.map(str::to_string));
-        self.blocking(move |s| match name {
-            None => s.label_names(&tenant, &matchers),
-            Some(n) => s.label_values(&tenant, &n, &matchers),
-        })
-        .await
+    async fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        let (tenant, q) = (tenant.to_string(), q.clone());
+        self.blocking(move |s| s.label_names(&tenant, &q)).await
+    }
+
+    async fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        let (tenant, name, q) = (tenant.to_string(), name.to_string(), q.clone());
+        self.blocking(move |s| s.label_values(&tenant, &name, &q)).await
     }
 
     async fn flush(&self) -> Result<(), Error> {
@@ -312,6 +322,7 @@ impl Shard for RemoteShard {
             matchers: matchers_to_proto(matchers),
             start_ms: mint,
             end_ms: maxt,
+            limit: 0,
         };
         self.read(|mut c, mode| {
             let req = mode.request(req.clone());
@@ -327,12 +338,13 @@ impl Shard for RemoteShard {
         .await
     }
 
-    async fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
+    async fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
         let req = pb::SelectRequest {
             tenant: tenant.to_string(),
-            matchers: matchers_to_proto(matchers),
-            start_ms: i64::MIN,
-            end_ms: i64::MAX,
+            matchers: matchers_to_proto(&q.matchers),
+            start_ms: q.mint,
+            end_ms: q.maxt,
+            limit: q.limit as u64,
         };
         let resp = self
             .read(|mut c, mode| {
@@ -343,25 +355,12 @@ impl Shard for RemoteShard {
         Ok(resp.series.into_iter().map(|s| labels_from_proto(s.labels)).collect())
     }
 
-    async fn labels(&self, tenant: &str, name: Option<&str>, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        let req = pb::LabelsRequest {
-            tenant: tenant.to_string(),
-            name: name.unwrap_or_default().to_string(),
-            matchers: matchers_to_proto(matchers),
-            start_ms: i64::MIN,
-            end_ms: i64::MAX,
-        };
-        let names = name.is_none();
-        let resp = self
-            .read(|mut c, mode| {
-                let req = mode.request(req.clone());
-                async move {
-                    let r = if names { c.label_names(req).await } else { c.label_values(req).await };
-                    r.map(|r| r.into_inner())
-                }
-            })
-            .await?;
-        Ok(resp.values)
+    async fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.labels(tenant, None, q).await
+    }
+
+    async fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.labels(tenant, Some(name), q).await
     }
 
     /// Flushes every replica (each has its own TSDB); fails only if none could.
@@ -396,5 +395,30 @@ impl Shard for RemoteShard {
             series: resp.series.into_iter().map(select_result_from_proto).collect(),
             annotations: crate::pushdown::annotations_from_proto(resp.annotations),
         })
+    }
+}
+
+impl RemoteShard {
+    /// Label names (`name` = None) or the values of one label, over gRPC.
+    async fn labels(&self, tenant: &str, name: Option<&str>, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        let req = pb::LabelsRequest {
+            tenant: tenant.to_string(),
+            name: name.unwrap_or_default().to_string(),
+            matchers: matchers_to_proto(&q.matchers),
+            start_ms: q.mint,
+            end_ms: q.maxt,
+            limit: q.limit as u64,
+        };
+        let names = name.is_none();
+        let resp = self
+            .read(|mut c, mode| {
+                let req = mode.request(req.clone());
+                async move {
+                    let r = if names { c.label_names(req).await } else { c.label_values(req).await };
+                    r.map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(resp.values)
     }
 }

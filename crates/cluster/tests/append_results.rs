@@ -12,7 +12,8 @@ use std::sync::Arc;
 use common::Server;
 use pharos_cluster::{LocalShard, RemoteShard, Shard};
 use pharos_model::{Labels, Sample};
-use pharos_tsdb::{AppendResult, MemStorage, RocksOptions, RocksStorage, SeriesSamples, Storage};
+use pharos_storage::{AppendResult, MemStorage, SeriesSamples, Storage};
+use pharos_tsdb::{RocksOptions, RocksStorage};
 
 fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> SeriesSamples {
     SeriesSamples {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Gated, OpenOnDrop, Server};
 use pharos_cluster::{RemoteShard, Shard, batch_cost};
 use pharos_model::{Labels, Sample};
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::SeriesSamples;
 
 fn batch(name: &str) -> Vec<SeriesSamples> {
     (0..10)

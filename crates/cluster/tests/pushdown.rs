@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pharos_cluster::{Cluster, LocalShard, Shard};
 use pharos_model::{Labels, Matcher, Sample, Series};
 use pharos_promql::{Engine, Partial, PushdownRequest, QueryResult, Queryable, SelectError, Value};
-use pharos_tsdb::{MemStorage, SeriesSamples};
+use pharos_storage::{MemStorage, SeriesSamples};
 
 const TENANT: &str = "t";
 /// The data set's end (a multiple of 3600) and sample interval.

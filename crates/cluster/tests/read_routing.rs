@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pharos_cluster::{LocalShard, ReadReplica, RemoteShard, Shard, serve_ingester};
 use pharos_model::{Labels, MatchOp, Matcher, Series};
-use pharos_tsdb::{AppendResult, Error, MemStorage, SeriesSamples, Storage};
+use pharos_storage::{AppendResult, Error, MemStorage, MetaQuery, SeriesSamples, Storage};
 
 /// A storage that counts the selects it serves.
 #[derive(Default)]
@@ -31,14 +31,14 @@ impl Storage for Counted {
         self.selects.fetch_add(1, Ordering::SeqCst);
         self.inner.select(tenant, matchers, mint, maxt)
     }
-    fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
-        self.inner.series(tenant, matchers)
+    fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+        self.inner.series(tenant, q)
     }
-    fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        self.inner.label_names(tenant, matchers)
+    fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.inner.label_names(tenant, q)
     }
-    fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        self.inner.label_values(tenant, name, matchers)
+    fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.inner.label_values(tenant, name, q)
     }
     fn flush(&self) -> Result<(), Error> {
         self.inner.flush()

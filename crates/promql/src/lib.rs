@@ -52,6 +52,11 @@ pub use memory::MemoryQueryable;
 pub use pushdown::PushdownRequest;
 
 /// What the engine reads from: the whole cluster's storage (a fan-out over shards) or one TSDB.
+///
+/// It is the read half of the storage contract (`pharos_storage::Storage::select`) bound
+/// to one tenant and made async: the API builds one over the cluster's shards
+/// (`pharos_cluster::Shard`), pushed-down evaluation one over a single shard. This crate
+/// depends on neither.
 #[async_trait::async_trait]
 pub trait Queryable: Send + Sync {
     /// Series matching every matcher that have samples with mint <= t <= maxt (ms), samples in

@@ -8,7 +8,7 @@ pub enum Error {
     #[error("not the leader of this shard (leader: {})", leader.map_or("unknown".to_string(), |l| l.to_string()))]
     NotLeader { leader: Option<NodeId>, leader_addr: Option<String> },
     #[error(transparent)]
-    Storage(#[from] pharos_tsdb::Error),
+    Storage(#[from] pharos_storage::Error),
     #[error("raft storage: {0}")]
     RaftStorage(String),
     #[error("raft: {0}")]

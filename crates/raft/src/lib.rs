@@ -7,7 +7,7 @@
 //! - [`store`]: the raft log, vote and committed state in RocksDB column
 //!   families of the TSDB's own database.
 //! - [`state_machine`]: applies committed entries to the TSDB
-//!   ([`pharos_tsdb::Storage::append`]), whose write-ahead log the raft log
+//!   ([`pharos_storage::Storage::append`]), whose write-ahead log the raft log
 //!   is: the TSDB's flushes record the last applied entry, and a restart
 //!   applies the entries after it again; builds snapshots (TSDB
 //!   checkpoints) and installs them.

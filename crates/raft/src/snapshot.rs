@@ -21,7 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use pharos_tsdb::{RocksStorage, Storage};
+use pharos_storage::Storage;
+use pharos_tsdb::RocksStorage;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
@@ -34,9 +35,9 @@ use crate::snapshot_dir::StoredSnapshot;
 /// of it and installed into it.
 pub trait SnapshotStorage: Storage {
     /// A consistent copy of everything stored, in the new directory `dir`.
-    fn checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error>;
+    fn checkpoint(&self, dir: &Path) -> Result<(), pharos_storage::Error>;
     /// Replaces everything stored with the checkpoint in `dir`.
-    fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error>;
+    fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_storage::Error>;
     /// The database, opened with the raft column families.
     fn db(&self) -> Arc<rocksdb::DB>;
     /// The database's group commit, which the raft log's appends wait on.
@@ -45,16 +46,16 @@ pub trait SnapshotStorage: Storage {
     /// that everything appended so far covers; the next flush stores it.
     fn set_log_position(&self, position: Vec<u8>);
     /// The position the last flush stored.
-    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_tsdb::Error>;
+    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_storage::Error>;
 }
 
 impl SnapshotStorage for RocksStorage {
-    fn checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error> {
-        RocksStorage::checkpoint(self, dir)
+    fn checkpoint(&self, dir: &Path) -> Result<(), pharos_storage::Error> {
+        Ok(RocksStorage::checkpoint(self, dir)?)
     }
 
-    fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_tsdb::Error> {
-        RocksStorage::restore_from_checkpoint(self, dir)
+    fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), pharos_storage::Error> {
+        Ok(RocksStorage::restore_from_checkpoint(self, dir)?)
     }
 
     fn db(&self) -> Arc<rocksdb::DB> {
@@ -69,8 +70,8 @@ impl SnapshotStorage for RocksStorage {
         RocksStorage::set_log_position(self, position)
     }
 
-    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_tsdb::Error> {
-        RocksStorage::log_position(self)
+    fn log_position(&self) -> Result<Option<Vec<u8>>, pharos_storage::Error> {
+        Ok(RocksStorage::log_position(self)?)
     }
 }
 

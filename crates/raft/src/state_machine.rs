@@ -336,7 +336,8 @@ mod tests {
 
     use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
     use pharos_model::{Labels, Matcher, Sample};
-    use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, Storage};
+    use pharos_storage::{SeriesSamples, Storage};
+    use pharos_tsdb::{RocksOptions, RocksStorage};
 
     use super::*;
 

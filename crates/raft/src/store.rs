@@ -93,7 +93,9 @@ impl RaftDb {
     pub(crate) fn write(&self, batch: WriteBatch, durable: bool) -> Result<(), Error> {
         self.db.write(batch)?;
         if durable {
-            self.durable.wait(self.durable.issue()).map_err(pharos_tsdb::Error::from)?;
+            self.durable
+                .wait(self.durable.issue())
+                .map_err(|e| pharos_storage::Error::from(pharos_tsdb::Error::from(e)))?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The openraft type configuration of a shard's raft group.
 
-use pharos_tsdb::{AppendResult, RejectReason, Rejection, SeriesSamples};
+use pharos_storage::{AppendResult, RejectReason, Rejection, SeriesSamples};
 use serde::{Deserialize, Serialize};
 
 /// A replica's raft id: the number of its `ingester-N` id, unique in the cluster.

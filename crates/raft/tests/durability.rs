@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use pharos_model::{Labels, Sample};
 use pharos_raft::testing::Router;
 use pharos_raft::{Member, NodeId, Replica, ReplicaOptions};
-use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, SyncHook};
+use pharos_storage::SeriesSamples;
+use pharos_tsdb::{RocksOptions, RocksStorage, SyncHook};
 
 /// Holds every log sync that starts while it is closed.
 #[derive(Default)]

@@ -16,7 +16,8 @@ use pharos_model::{Labels, Matcher, Sample};
 use pharos_raft::store::{LogStore, RaftDb};
 use pharos_raft::testing::Router;
 use pharos_raft::{Error, Member, NodeId, Replica, ReplicaOptions};
-use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, Storage};
+use pharos_storage::{SeriesSamples, Storage};
+use pharos_tsdb::{RocksOptions, RocksStorage};
 
 struct Node {
     replica: Arc<Replica>,

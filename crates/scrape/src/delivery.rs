@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pharos_cluster::{Cluster, Shard};
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::SeriesSamples;
 use tokio::sync::Notify;
 
 /// Samples buffered per shard by default (about 50 MB at ~1 KiB per
@@ -170,7 +170,7 @@ mod tests {
     use async_trait::async_trait;
     use pharos_cluster::{Error, LocalShard};
     use pharos_model::{Labels, Matcher, Sample, Series};
-    use pharos_tsdb::{AppendResult, MemStorage, Storage};
+    use pharos_storage::{AppendResult, MemStorage, MetaQuery, Storage};
 
     use super::*;
 
@@ -191,11 +191,14 @@ mod tests {
         async fn select(&self, t: &str, m: &[Matcher], a: i64, b: i64) -> Result<Vec<Series>, Error> {
             self.inner.select(t, m, a, b).await
         }
-        async fn series(&self, t: &str, m: &[Matcher]) -> Result<Vec<Labels>, Error> {
-            self.inner.series(t, m).await
+        async fn series(&self, t: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+            self.inner.series(t, q).await
         }
-        async fn labels(&self, t: &str, n: Option<&str>, m: &[Matcher]) -> Result<Vec<String>, Error> {
-            self.inner.labels(t, n, m).await
+        async fn label_names(&self, t: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+            self.inner.label_names(t, q).await
+        }
+        async fn label_values(&self, t: &str, n: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+            self.inner.label_values(t, n, q).await
         }
         async fn flush(&self) -> Result<(), Error> {
             self.inner.flush().await

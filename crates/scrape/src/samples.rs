@@ -7,7 +7,7 @@
 
 use pharos_exposition::{Format, parse_each};
 use pharos_model::{Labels, METRIC_NAME, Sample};
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::SeriesSamples;
 
 use crate::cache::{Known, SeriesCache};
 use crate::config::ScrapeConfig;

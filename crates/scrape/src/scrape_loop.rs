@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::delivery::Delivery;
 use pharos_exposition::Format;
 use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, stale_nan};
-use pharos_tsdb::SeriesSamples;
+use pharos_storage::SeriesSamples;
 use tokio::sync::watch;
 
 use crate::cache::SeriesCache;

@@ -17,7 +17,7 @@ use pharos_model::{Matcher, is_stale_nan};
 use pharos_scrape::kubernetes::client::ApiAccess;
 use pharos_scrape::kubernetes::members::{MemberPods, watch_members};
 use pharos_scrape::{Config, Scraper};
-use pharos_tsdb::{MemStorage, Storage};
+use pharos_storage::{MemStorage, Storage};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 

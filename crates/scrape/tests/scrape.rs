@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use pharos_cluster::{Cluster, LocalShard};
 use pharos_model::{Matcher, is_stale_nan};
 use pharos_scrape::{Config, Scraper};
-use pharos_tsdb::{MemStorage, Storage};
+use pharos_storage::{MemStorage, Storage};
 use tokio::io::AsyncWriteExt;
 
 const BODY: &str = "# TYPE a gauge\na{path=\"/x\"} 1\n# TYPE go_gc gauge\ngo_gc 2\n# EOF\n";

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use pharos_cluster::{Cluster, LocalShard};
 use pharos_model::Matcher;
 use pharos_scrape::{Config, Scraper};
-use pharos_tsdb::{MemStorage, Storage};
+use pharos_storage::{MemStorage, Storage};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;

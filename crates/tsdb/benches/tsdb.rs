@@ -6,7 +6,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pharos_model::{Labels, MatchOp, Matcher, Sample};
-use pharos_tsdb::{RocksOptions, RocksStorage, SeriesSamples, Storage};
+use pharos_storage::{SeriesSamples, Storage};
+use pharos_tsdb::{RocksOptions, RocksStorage};
 
 const SERIES: usize = 10_000;
 

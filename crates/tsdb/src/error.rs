@@ -1,16 +1,28 @@
-use std::path::PathBuf;
-
-/// Errors of the storage engines.
+/// Errors of the RocksDB engine: RocksDB's own, and those the storage
+/// contract names (corrupt data, a foreign data directory, i/o). Callers
+/// of the [`pharos_storage::Storage`] methods get them as
+/// [`pharos_storage::Error`] (RocksDB's as its `Engine` variant).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
-    #[error("data directory {path} was not written by Pharos ({why}); choose an empty or Pharos data directory")]
-    ForeignDataDir { path: PathBuf, why: String },
-    #[error("corrupt data on disk: {0}")]
-    Corrupt(String),
+    #[error(transparent)]
+    Storage(#[from] pharos_storage::Error),
     #[error(transparent)]
     Sync(#[from] crate::rocks::SyncFailed),
-    #[error("i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<Error> for pharos_storage::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Rocks(e) => pharos_storage::Error::Engine { engine: "rocksdb", source: Box::new(e) },
+            Error::Sync(e) => pharos_storage::Error::Engine { engine: "rocksdb", source: Box::new(e) },
+            Error::Storage(e) => e,
+        }
+    }
+}
+
+/// Data on disk that does not decode.
+pub(crate) fn corrupt(what: impl Into<String>) -> Error {
+    Error::Storage(pharos_storage::Error::Corrupt(what.into()))
 }

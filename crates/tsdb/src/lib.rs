@@ -1,166 +1,19 @@
-//! The time-series database of one ingester (one shard replica).
+//! The RocksDB storage engine of one ingester (one shard replica).
 //!
-//! [`Storage`] is the contract every layer above writes to and reads from:
-//! append a batch of series samples, select series by matchers in a time
-//! range, list label names, label values and series. Two engines implement it
-//! and pass one conformance suite ([`conformance`]):
-//!
-//! - [`RocksStorage`]: the real engine. Samples go to a write-ahead log and an
-//!   in-memory head of Gorilla-compressed chunks; full chunks and flushed heads
-//!   live in RocksDB next to a series table and a postings index.
-//! - [`MemStorage`]: a small, obviously-correct engine for tests and as the
-//!   reference the real one is checked against.
+//! [`RocksStorage`] implements the storage contract of `pharos-storage`
+//! ([`pharos_storage::Storage`]) and passes its conformance suite. Samples
+//! go to a write-ahead log and an in-memory head of Gorilla-compressed
+//! chunks; full chunks and flushed heads live in RocksDB next to a series
+//! table and a postings index (see `rocks/mod.rs`). Beyond the contract it
+//! offers what a replicated shard needs: checkpoints and restores (raft
+//! snapshots), an external write-ahead log (the raft log), retention and
+//! its own figures for `/metrics`.
 //!
 //! This crate never talks to the network and never spawns async tasks: its
 //! calls block, and async callers run them on a blocking thread.
 
-mod check;
-pub mod conformance;
 mod error;
-mod mem;
 mod rocks;
 
-pub use check::{Verdict, classify};
 pub use error::Error;
-pub use mem::MemStorage;
-pub use rocks::{GroupSync, RocksOptions, RocksStorage, SyncFailed, SyncHook};
-
-use pharos_model::{Labels, Matcher, Sample, Series};
-
-/// The samples of one series in an append batch, in time order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSamples {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
-}
-
-/// Why samples were not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Older than the newest sample already stored for the series.
-    OutOfOrder,
-    /// Same timestamp as a stored sample, different value.
-    DuplicateTimestamp,
-    /// The label set is not valid (empty, no metric name, bad name).
-    InvalidLabels,
-    /// A label name or value is longer than the configured limit.
-    LabelTooLong,
-    /// The tenant already has its limit of active series.
-    SeriesLimit,
-    /// Older than the retention period.
-    TooOld,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
-        RejectReason::OutOfOrder,
-        RejectReason::DuplicateTimestamp,
-        RejectReason::InvalidLabels,
-        RejectReason::LabelTooLong,
-        RejectReason::SeriesLimit,
-        RejectReason::TooOld,
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// The value of the `reason` label on the rejected-samples metric.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::OutOfOrder => "out_of_order",
-            RejectReason::DuplicateTimestamp => "duplicate_timestamp",
-            RejectReason::InvalidLabels => "invalid_labels",
-            RejectReason::LabelTooLong => "label_too_long",
-            RejectReason::SeriesLimit => "series_limit",
-            RejectReason::TooOld => "too_old",
-        }
-    }
-
-    /// Prometheus's wording of the error.
-    pub fn message(self) -> &'static str {
-        match self {
-            RejectReason::OutOfOrder => "out of order sample",
-            RejectReason::DuplicateTimestamp => "duplicate sample for timestamp",
-            RejectReason::InvalidLabels => "invalid labels",
-            RejectReason::LabelTooLong => "label name or value too long",
-            RejectReason::SeriesLimit => "per-tenant limit of active series reached",
-            RejectReason::TooOld => "sample is older than the retention period",
-        }
-    }
-}
-
-/// Samples of one series that were rejected.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub labels: Labels,
-    pub reason: RejectReason,
-    pub count: u64,
-    /// Timestamp of the first rejected sample.
-    pub first_t: i64,
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} sample(s), first at {} ms, for series {}",
-            self.reason.message(),
-            self.count,
-            self.first_t,
-            self.labels
-        )
-    }
-}
-
-/// What an append did: every sample is either accepted (stored or an exact
-/// duplicate of a stored one) or rejected with a reason.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AppendResult {
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub rejected: Vec<Rejection>,
-}
-
-impl AppendResult {
-    pub fn merge(&mut self, other: AppendResult) {
-        self.accepted += other.accepted;
-        self.duplicates += other.duplicates;
-        self.rejected.extend(other.rejected);
-    }
-}
-
-/// The storage contract. Every call is synchronous and may block on disk.
-pub trait Storage: Send + Sync {
-    /// Appends samples. Returns once accepted samples are durable; rejected
-    /// samples are reported, never silently dropped or rewritten.
-    fn append(&self, tenant: &str, batch: &[SeriesSamples]) -> Result<AppendResult, Error>;
-
-    /// Series of `tenant` matching every matcher, with their samples in
-    /// `[mint, maxt]`; series without samples there are left out.
-    fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
-
-    /// Label sets of the series matching every matcher.
-    fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error>;
-
-    /// Sorted label names, of all series or of those matching the matchers.
-    fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
-
-    /// Sorted values of one label, of all series or of those matching.
-    fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error>;
-
-    /// Makes everything appended so far part of the on-disk state, so the
-    /// write-ahead log can be trimmed.
-    fn flush(&self) -> Result<(), Error>;
-}
-
-/// Checks a label set before a series is created: non-empty, with a metric
-/// name, valid label names.
-pub fn validate_labels(labels: &Labels) -> bool {
-    labels.metric_name().is_some()
-        && labels.iter().all(|l| {
-            let mut chars = l.name.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-}
+pub use rocks::{GroupSync, RocksOptions, RocksStorage, Stats, SyncFailed, SyncHook};

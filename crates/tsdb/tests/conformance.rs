@@ -1,16 +1,13 @@
-//! Both engines pass the same conformance suite; the RocksDB engine also
+//! The RocksDB engine passes the conformance suite of `pharos-storage`
+//! (as the in-memory engine does there); it also
 //! keeps everything across a reopen, and can be replaced wholesale by a
 //! checkpoint of another (what a replica installing a raft snapshot does).
 
 #![allow(clippy::unwrap_used)]
 
 use pharos_model::{Labels, Matcher, Sample};
-use pharos_tsdb::{MemStorage, RocksOptions, RocksStorage, SeriesSamples, Storage, conformance};
-
-#[test]
-fn mem_storage_passes_the_suite() {
-    conformance::run_all(&mut || Box::new(MemStorage::new()));
-}
+use pharos_storage::{MemStorage, MetaQuery, SeriesSamples, Storage, conformance};
+use pharos_tsdb::{RocksOptions, RocksStorage};
 
 #[test]
 fn rocks_storage_passes_the_suite() {
@@ -97,7 +94,7 @@ fn retention_rejects_and_drops_old_partitions() {
     };
     // Older than retention: rejected with a reason.
     let r = s.append("t", &[old("ancient", t - 4 * day)]).unwrap();
-    assert_eq!(r.rejected[0].reason, pharos_tsdb::RejectReason::TooOld);
+    assert_eq!(r.rejected[0].reason, pharos_storage::RejectReason::TooOld);
     assert_eq!(r.rejected[0].count, 2);
     // Backfill two days ago and fresh data are both fine.
     s.append("t", &[old("backfill", t - 2 * day), old("fresh", t - 1000)]).unwrap();
@@ -242,6 +239,11 @@ fn property_rocks_agrees_with_memory() {
                     let gb: Vec<(i64, u64)> = g.samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
                     assert_eq!(wb, gb, "seed {seed} series {}", w.labels);
                 }
+                // The metadata calls name exactly the series select returns.
+                let q = MetaQuery { matchers: ms.clone(), mint: lo, maxt: hi, limit: 0 };
+                let names: Vec<Labels> = want.iter().map(|w| w.labels.clone()).collect();
+                assert_eq!(r.series("t", &q).unwrap(), names, "seed {seed} {lo}..{hi}");
+                assert_eq!(r.label_values("t", "sid", &q).unwrap(), mem.label_values("t", "sid", &q).unwrap());
             }
         }
     }
@@ -270,7 +272,7 @@ fn restore_replaces_everything_with_the_checkpoint() {
     assert!(all(&dst, "stale").is_empty(), "data from before the restore survived");
     assert!(all(&dst, "late").is_empty());
     assert_eq!(dst.num_series(), 2);
-    let names = dst.label_values("t", "__name__", &[]).unwrap();
+    let names = dst.label_values("t", "__name__", &MetaQuery::default()).unwrap();
     assert_eq!(names, vec!["a".to_string(), "b".to_string()]);
     // The head continues where the checkpoint ended: order checks hold.
     let r = dst.append("t", &batch("a", 306, 2)).unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pharos_cluster::{LocalShard, serve_ingester};
 use pharos_model::{Labels, Matcher, Series};
 use pharos_raft::Replica;
-use pharos_tsdb::{AppendResult, Error, MemStorage, SeriesSamples, Storage};
+use pharos_storage::{AppendResult, Error, MemStorage, MetaQuery, SeriesSamples, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -56,14 +56,14 @@ impl Storage for Gated {
     fn select(&self, tenant: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
         self.inner.select(tenant, matchers, mint, maxt)
     }
-    fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
-        self.inner.series(tenant, matchers)
+    fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+        self.inner.series(tenant, q)
     }
-    fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        self.inner.label_names(tenant, matchers)
+    fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.inner.label_names(tenant, q)
     }
-    fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        self.inner.label_values(tenant, name, matchers)
+    fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        self.inner.label_values(tenant, name, q)
     }
     fn flush(&self) -> Result<(), Error> {
         self.inner.flush()

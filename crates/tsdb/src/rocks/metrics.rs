@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pharos_exposition::Exposition;
 
 use super::{RocksStorage, Stats};
-use crate::RejectReason;
+use pharos_storage::RejectReason;
 
 impl Stats {
     /// The counter of samples rejected for `reason`.

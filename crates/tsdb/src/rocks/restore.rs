@@ -25,7 +25,8 @@ use std::path::Path;
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use super::{CFS, FORMAT, FORMAT_KEY, Head, RocksStorage, check_data_dir};
+use super::open::{cf, check_data_dir, foreign};
+use super::{CFS, FORMAT, FORMAT_KEY, Head, RocksStorage};
 use crate::Error;
 
 /// Bytes of keys and values one restore write batch carries at most.
@@ -61,16 +62,16 @@ impl RocksStorage {
     /// restoring again from the same checkpoint completes it.
     pub fn restore_from_checkpoint(&self, dir: &Path) -> Result<(), Error> {
         if !dir.join("CURRENT").exists() {
-            return Err(Error::ForeignDataDir { path: dir.to_path_buf(), why: "no RocksDB checkpoint there".into() });
+            return Err(foreign(dir, "no RocksDB checkpoint there"));
         }
         check_data_dir(dir)?;
         let cfs = CFS.map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let src = DB::open_cf_descriptors_read_only(&Options::default(), dir, cfs, false)?;
-        let format = src.get_cf(super::cf(&src, super::CF_META)?, FORMAT_KEY)?;
+        let format = src.get_cf(cf(&src, super::CF_META)?, FORMAT_KEY)?;
         if format.as_deref() != Some(FORMAT) {
             let found = format.map(|f| String::from_utf8_lossy(&f).into_owned());
             let why = format!("checkpoint of format {found:?}, expected {:?}", String::from_utf8_lossy(FORMAT));
-            return Err(Error::ForeignDataDir { path: dir.to_path_buf(), why });
+            return Err(foreign(dir, why));
         }
         let mut head = self.head.lock();
         let mut copied = 0u64;
@@ -105,7 +106,7 @@ impl RocksStorage {
     /// Copies column family `name` of `src` into this database in batches
     /// of at most [`RESTORE_BATCH_BYTES`]; returns the keys copied.
     fn copy_cf(&self, src: &DB, name: &str) -> Result<u64, Error> {
-        let (from, to) = (super::cf(src, name)?, self.cf(name)?);
+        let (from, to) = (cf(src, name)?, self.cf(name)?);
         let mut b = WriteBatch::default();
         let mut n = 0u64;
         for item in src.iterator_cf(from, IteratorMode::Start) {

@@ -1,4 +1,5 @@
-//! The append decision for one sample, as a pure function.
+//! The append decision for one sample, and for the samples of one series,
+//! as pure functions every engine shares.
 
 use pharos_model::Sample;
 
@@ -29,7 +30,7 @@ pub fn classify(last: Option<Sample>, s: Sample) -> Verdict {
 
 /// The samples of one series that pass [`classify`] in order, the number of
 /// exact duplicates, and one rejection per reason (count and first timestamp).
-pub(crate) fn admit(
+pub fn admit(
     labels: &pharos_model::Labels,
     mut last: Option<Sample>,
     samples: &[Sample],
@@ -60,7 +61,7 @@ pub(crate) fn admit(
 }
 
 /// The rejection of all samples of a series.
-pub(crate) fn reject_all(s: &crate::SeriesSamples, reason: crate::RejectReason) -> crate::Rejection {
+pub fn reject_all(s: &crate::SeriesSamples, reason: crate::RejectReason) -> crate::Rejection {
     crate::Rejection {
         labels: s.labels.clone(),
         reason,
@@ -84,5 +85,20 @@ mod tests {
         let nan = Some(Sample::new(10, f64::NAN));
         assert_eq!(classify(nan, Sample::new(10, f64::NAN)), Verdict::Duplicate);
         assert_eq!(classify(nan, Sample::new(10, pharos_model::stale_nan())), Verdict::DuplicateTimestamp);
+    }
+
+    #[test]
+    fn admit_keeps_order_and_counts_one_rejection_per_reason() {
+        let labels = pharos_model::Labels::from_pairs(&[("__name__", "x")]);
+        let s = |t, v| Sample::new(t, v);
+        let (fresh, dups, rejected) =
+            admit(&labels, Some(s(10, 1.0)), &[s(10, 1.0), s(10, 2.0), s(5, 0.0), s(11, 0.0), s(7, 0.0), s(11, 0.0)]);
+        assert_eq!(fresh, vec![s(11, 0.0)]);
+        assert_eq!(dups, 2);
+        let got: Vec<_> = rejected.iter().map(|r| (r.reason, r.count, r.first_t)).collect();
+        assert_eq!(
+            got,
+            vec![(crate::RejectReason::DuplicateTimestamp, 1, 10), (crate::RejectReason::OutOfOrder, 2, 5)]
+        );
     }
 }

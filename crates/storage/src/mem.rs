@@ -1,17 +1,17 @@
 //! An in-memory engine: a sorted map of series to sample vectors. Small and
 //! obviously correct; the reference the RocksDB engine is tested against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
-use pharos_model::{Labels, Matcher, Series};
+use pharos_model::{Labels, Matcher, Sample, Series};
 
 use crate::check::{admit, reject_all};
-use crate::{AppendResult, Error, SeriesSamples, Storage, validate_labels};
+use crate::{AppendResult, Error, MetaQuery, SeriesSamples, Storage, validate_labels};
 
 #[derive(Default)]
 pub struct MemStorage {
-    tenants: RwLock<HashMap<String, BTreeMap<Labels, Vec<pharos_model::Sample>>>>,
+    tenants: RwLock<HashMap<String, BTreeMap<Labels, Vec<Sample>>>>,
 }
 
 impl MemStorage {
@@ -19,13 +19,23 @@ impl MemStorage {
         Self::default()
     }
 
-    fn matching(&self, tenant: &str, matchers: &[Matcher]) -> Vec<Labels> {
+    /// Label sets of the tenant's series that match the query and have a
+    /// sample in its time range, sorted.
+    fn matching(&self, tenant: &str, q: &MetaQuery) -> Vec<Labels> {
         let tenants = self.tenants.read();
-        tenants
-            .get(tenant)
-            .map(|m| m.keys().filter(|l| matchers.iter().all(|m| m.matches_labels(l))).cloned().collect())
-            .unwrap_or_default()
+        let Some(map) = tenants.get(tenant) else { return Vec::new() };
+        map.iter()
+            .filter(|(l, samples)| q.matches(l) && !in_range(samples, q.mint, q.maxt).is_empty())
+            .map(|(l, _)| l.clone())
+            .collect()
     }
+}
+
+/// The samples of a time-ordered series in `[mint, maxt]`.
+fn in_range(samples: &[Sample], mint: i64, maxt: i64) -> &[Sample] {
+    let start = samples.partition_point(|s| s.t < mint);
+    let end = samples.partition_point(|s| s.t <= maxt);
+    samples.get(start..end).unwrap_or_default()
 }
 
 impl Storage for MemStorage {
@@ -58,30 +68,22 @@ impl Storage for MemStorage {
             .iter()
             .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
             .filter_map(|(l, samples)| {
-                let start = samples.partition_point(|s| s.t < mint);
-                let end = samples.partition_point(|s| s.t <= maxt);
-                (start < end).then(|| Series::new(l.clone(), samples[start..end].to_vec()))
+                let samples = in_range(samples, mint, maxt);
+                (!samples.is_empty()).then(|| Series::new(l.clone(), samples.to_vec()))
             })
             .collect())
     }
 
-    fn series(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<Labels>, Error> {
-        Ok(self.matching(tenant, matchers))
+    fn series(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<Labels>, Error> {
+        Ok(q.series_answer(self.matching(tenant, q)))
     }
 
-    fn label_names(&self, tenant: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        let names: BTreeSet<String> = self
-            .matching(tenant, matchers)
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-            .collect();
-        Ok(names.into_iter().collect())
+    fn label_names(&self, tenant: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        Ok(q.names_answer(&self.matching(tenant, q)))
     }
 
-    fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, Error> {
-        let values: BTreeSet<String> =
-            self.matching(tenant, matchers).iter().filter_map(|l| l.get(name).map(str::to_string)).collect();
-        Ok(values.into_iter().collect())
+    fn label_values(&self, tenant: &str, name: &str, q: &MetaQuery) -> Result<Vec<String>, Error> {
+        Ok(q.values_answer(name, &self.matching(tenant, q)))
     }
 
     fn flush(&self) -> Result<(), Error> {

@@ -7,7 +7,7 @@
 
 use pharos_model::{Labels, MatchOp, Matcher, Sample, stale_nan};
 
-use crate::{RejectReason, SeriesSamples, Storage};
+use crate::{MetaQuery, RejectReason, SeriesSamples, Storage};
 
 fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> SeriesSamples {
     SeriesSamples {
@@ -30,6 +30,8 @@ pub fn run_all(new: &mut dyn FnMut() -> Box<dyn Storage>) {
     labels_and_series(&*new());
     many_samples_span_chunks(&*new());
     invalid_labels_rejected(&*new());
+    metadata_in_a_time_range(&*new());
+    metadata_limit_truncates(&*new());
 }
 
 pub fn append_and_select(s: &dyn Storage) {
@@ -126,7 +128,7 @@ pub fn tenants_are_isolated(s: &dyn Storage) {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].samples[0].v, 1.0);
     assert!(s.select("c", &[Matcher::equal("__name__", "x")], 0, 10).unwrap().is_empty());
-    assert_eq!(s.label_names("c", &[]).unwrap(), Vec::<String>::new());
+    assert_eq!(s.label_names("c", &MetaQuery::default()).unwrap(), Vec::<String>::new());
 }
 
 pub fn labels_and_series(s: &dyn Storage) {
@@ -138,12 +140,14 @@ pub fn labels_and_series(s: &dyn Storage) {
         ],
     )
     .unwrap();
-    assert_eq!(s.label_names("t", &[]).unwrap(), vec!["__name__", "job", "zone"]);
-    assert_eq!(s.label_names("t", &[Matcher::equal("__name__", "a")]).unwrap(), vec!["__name__", "job"]);
-    assert_eq!(s.label_values("t", "job", &[]).unwrap(), vec!["j1", "j2"]);
-    assert_eq!(s.label_values("t", "job", &[Matcher::equal("zone", "z")]).unwrap(), vec!["j2"]);
-    assert!(s.label_values("t", "nope", &[]).unwrap().is_empty());
-    let got = s.series("t", &[m(MatchOp::Regex, "job", "j.")]).unwrap();
+    let all = MetaQuery::default();
+    let q = |ms: &[Matcher]| MetaQuery::matching(ms);
+    assert_eq!(s.label_names("t", &all).unwrap(), vec!["__name__", "job", "zone"]);
+    assert_eq!(s.label_names("t", &q(&[Matcher::equal("__name__", "a")])).unwrap(), vec!["__name__", "job"]);
+    assert_eq!(s.label_values("t", "job", &all).unwrap(), vec!["j1", "j2"]);
+    assert_eq!(s.label_values("t", "job", &q(&[Matcher::equal("zone", "z")])).unwrap(), vec!["j2"]);
+    assert!(s.label_values("t", "nope", &all).unwrap().is_empty());
+    let got = s.series("t", &q(&[m(MatchOp::Regex, "job", "j.")])).unwrap();
     assert_eq!(got.len(), 2);
 }
 
@@ -167,4 +171,74 @@ pub fn invalid_labels_rejected(s: &dyn Storage) {
         .unwrap();
     assert_eq!(r.accepted, 1);
     assert_eq!(r.rejected[0].reason, RejectReason::InvalidLabels);
+}
+
+const HOUR: i64 = 3_600_000;
+
+/// Metadata calls count only the series with a sample in the time range:
+/// a series whose samples lie on both sides of the range, or whose chunk
+/// spans it without a sample inside, does not count. Checked before and
+/// after a flush, so an engine's in-memory and on-disk paths both answer.
+pub fn metadata_in_a_time_range(s: &dyn Storage) {
+    fn name(v: &str) -> [(&str, &str); 2] {
+        [("__name__", "m"), ("s", v)]
+    }
+    s.append(
+        "t",
+        &[
+            // samples at both ends of the first partition, then one 3 h later
+            series(&name("a"), &[(1000, 1.0), (100_000, 1.0), (3 * HOUR, 1.0)]),
+            series(&[("__name__", "m"), ("s", "b"), ("only_b", "1")], &[(15_000, 1.0)]),
+            series(&name("c"), &[(1000, 1.0), (3 * HOUR, 1.0)]),
+            series(&name("d"), &[(10 * HOUR, 1.0)]),
+            series(&name("e"), &[(1000, 1.0), (100_000, 1.0)]),
+        ],
+    )
+    .unwrap();
+    let values = |mint, maxt| {
+        let q = MetaQuery { mint, maxt, ..MetaQuery::default() };
+        s.label_values("t", "s", &q).unwrap().join(",")
+    };
+    let check = || {
+        assert_eq!(values(i64::MIN, i64::MAX), "a,b,c,d,e");
+        assert_eq!(values(10_000, 20_000), "b");
+        assert_eq!(values(0, 5000), "a,c,e");
+        assert_eq!(values(2000, 5000), "");
+        assert_eq!(values(90_000, 100_000), "a,e");
+        assert_eq!(values(2000, 4 * HOUR), "a,b,c,e");
+        assert_eq!(values(3 * HOUR, 3 * HOUR), "a,c");
+        assert_eq!(values(9 * HOUR, i64::MAX), "d");
+        assert_eq!(values(11 * HOUR, i64::MAX), "");
+        assert_eq!(values(5000, 0), "");
+        let q = MetaQuery { mint: 10_000, maxt: 20_000, ..MetaQuery::default() };
+        assert_eq!(s.label_names("t", &q).unwrap(), vec!["__name__", "only_b", "s"]);
+        let q = MetaQuery { mint: 0, maxt: 5000, ..MetaQuery::default() };
+        assert_eq!(s.label_names("t", &q).unwrap(), vec!["__name__", "s"]);
+        let q = MetaQuery { matchers: vec![m(MatchOp::Regex, "s", "a|d")], mint: 0, maxt: 5000, limit: 0 };
+        let got = s.series("t", &q).unwrap();
+        assert_eq!(got, vec![Labels::from_pairs(&name("a"))]);
+    };
+    check();
+    s.flush().unwrap();
+    check();
+}
+
+/// A limit cuts the sorted answer of every metadata call.
+pub fn metadata_limit_truncates(s: &dyn Storage) {
+    s.append(
+        "t",
+        &["c", "a", "d", "b"].map(|v| series(&[("__name__", "m"), ("s", v), (&format!("l_{v}"), "1")], &[(1000, 1.0)])),
+    )
+    .unwrap();
+    let q = |limit| MetaQuery { limit, ..MetaQuery::default() };
+    assert_eq!(s.label_values("t", "s", &q(2)).unwrap(), vec!["a", "b"]);
+    assert_eq!(s.label_values("t", "s", &q(0)).unwrap(), vec!["a", "b", "c", "d"]);
+    assert_eq!(s.label_names("t", &q(3)).unwrap(), vec!["__name__", "l_a", "l_b"]);
+    let got = s.series("t", &q(1)).unwrap();
+    assert_eq!(got, vec![Labels::from_pairs(&[("__name__", "m"), ("s", "a"), ("l_a", "1")])]);
+    // the limit applies after the matchers and the time range
+    let q = MetaQuery { matchers: vec![m(MatchOp::Regex, "s", "c|d")], mint: 0, maxt: 2000, limit: 1 };
+    assert_eq!(s.label_values("t", "s", &q).unwrap(), vec!["c"]);
+    let q = MetaQuery { mint: 2000, limit: 1, ..MetaQuery::default() };
+    assert!(s.label_values("t", "s", &q).unwrap().is_empty());
 }
