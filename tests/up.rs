@@ -269,3 +269,24 @@ fn every_acknowledged_remote_write_was_synced() {
     // The self-scrape may share a sync with a write, never take one away.
     assert!(syncs >= 100.0, "{syncs} syncs of the write-ahead log for 100 acknowledged writes");
 }
+
+/// A sample far in the future is refused (one such sample would make every
+/// real sample after it out of order), and the series goes on taking real
+/// samples.
+#[test]
+fn a_sample_far_in_the_future_is_rejected_and_real_ones_still_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let _p = start_up(dir.path(), &addr, &[]);
+    let now = now_ms();
+    let write = |t: i64| encode_write(vec![series("future_test", &[("job", "f")], &[(t, 1.0)])]);
+    assert_eq!(remote_write(&base, write(now - 60_000), None), (204, String::new()));
+    let (status, text) = remote_write(&base, write(1 << 62), None);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("sample timestamp is too far in the future"), "{text}");
+    assert!(text.contains("future_test"), "{text}");
+    // Within the grace period (10 minutes) is fine, and so is now.
+    assert_eq!(remote_write(&base, write(now), None), (204, String::new()));
+    assert_eq!(remote_write(&base, write(now + 5 * 60_000), None), (204, String::new()));
+}

@@ -84,6 +84,7 @@ pub(crate) fn reason_to_proto(r: RejectReason) -> pb::RejectReason {
         RejectReason::LabelTooLong => pb::RejectReason::LabelTooLong,
         RejectReason::SeriesLimit => pb::RejectReason::SeriesLimit,
         RejectReason::TooOld => pb::RejectReason::TooOld,
+        RejectReason::TooFarInFuture => pb::RejectReason::TooFarInFuture,
     }
 }
 
@@ -98,6 +99,7 @@ pub(crate) fn reason_from_proto(r: i32) -> Option<RejectReason> {
         pb::RejectReason::LabelTooLong => Some(RejectReason::LabelTooLong),
         pb::RejectReason::SeriesLimit => Some(RejectReason::SeriesLimit),
         pb::RejectReason::TooOld => Some(RejectReason::TooOld),
+        pb::RejectReason::TooFarInFuture => Some(RejectReason::TooFarInFuture),
     }
 }
 

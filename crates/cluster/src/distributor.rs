@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use pharos_model::{Labels, Matcher, Series, merge_series, series_hash};
-use pharos_storage::{AppendResult, MetaQuery, SeriesSamples};
+use pharos_storage::{AppendResult, MetaQuery, SeriesSamples, reject_future};
 
 use crate::{Error, Ring, Shard};
 
@@ -15,13 +15,25 @@ pub struct Cluster {
     ring: Ring<u32>,
     /// Aggregations may be pushed down to the shards (see `pushdown.rs`).
     pub(crate) pushdown: bool,
+    /// How far past the wall clock a sample may be (None: no limit).
+    future_grace_ms: Option<i64>,
 }
+
+/// Samples further in the future than this are rejected by default, as
+/// Mimir's `-validation.create-grace-period` does.
+pub const DEFAULT_FUTURE_GRACE_MS: i64 = 10 * 60 * 1000;
 
 impl Cluster {
     /// `shards[i]` is shard `i`.
     pub fn new(shards: Vec<Arc<dyn Shard>>) -> Self {
         let ring = Ring::new(0..shards.len() as u32);
-        Self { shards, ring, pushdown: true }
+        Self { shards, ring, pushdown: true, future_grace_ms: Some(DEFAULT_FUTURE_GRACE_MS) }
+    }
+
+    /// How far past the wall clock a sample may be; None accepts any.
+    pub fn with_future_grace(mut self, grace_ms: Option<i64>) -> Self {
+        self.future_grace_ms = grace_ms;
+        self
     }
 
     pub fn num_shards(&self) -> usize {
@@ -51,15 +63,19 @@ impl Cluster {
 
     /// Writes a batch to the owning shards concurrently. Succeeds only if
     /// every shard stored its part; rejections of single samples are
-    /// reported in the result.
-    pub async fn append(&self, tenant: &str, batch: Vec<SeriesSamples>) -> Result<AppendResult, Error> {
+    /// reported in the result. Samples too far in the future are rejected
+    /// here, once for every replica of their shard.
+    pub async fn append(&self, tenant: &str, mut batch: Vec<SeriesSamples>) -> Result<AppendResult, Error> {
+        let mut total = AppendResult::default();
+        if let Some(grace) = self.future_grace_ms {
+            total.rejected = reject_future(&mut batch, now_ms().saturating_add(grace));
+        }
         let parts = self.route(tenant, batch);
         let calls = parts
             .into_iter()
             .zip(&self.shards)
             .filter(|(p, _)| !p.is_empty())
             .map(|(p, shard)| shard.append(tenant, p));
-        let mut total = AppendResult::default();
         for r in join_all(calls).await {
             total.merge(r?);
         }
@@ -113,4 +129,9 @@ fn union<T: Ord>(answers: Vec<Result<Vec<T>, Error>>, q: &MetaQuery) -> Result<V
         all.extend(r?);
     }
     Ok(q.truncate(all.into_iter().collect()))
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

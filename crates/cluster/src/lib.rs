@@ -51,7 +51,7 @@ mod topology;
 mod write_stream;
 
 pub use convert::*;
-pub use distributor::Cluster;
+pub use distributor::{Cluster, DEFAULT_FUTURE_GRACE_MS};
 pub use error::{Error, ErrorCode, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 pub use formation::{GroupPlan, plan_group, start_replica};
 pub use inflight::{DEFAULT_INFLIGHT_BYTES, InflightBytes, batch_cost};

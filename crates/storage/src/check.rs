@@ -70,9 +70,52 @@ pub fn reject_all(s: &crate::SeriesSamples, reason: crate::RejectReason) -> crat
     }
 }
 
+/// Takes the samples newer than `max_t` out of `batch` (a series left
+/// without samples goes), each series' share reported as one
+/// [`crate::RejectReason::TooFarInFuture`] rejection. Decided once, where a
+/// write enters the cluster, so every replica of a shard stores the same.
+pub fn reject_future(batch: &mut Vec<crate::SeriesSamples>, max_t: i64) -> Vec<crate::Rejection> {
+    let mut rejected = Vec::new();
+    if batch.iter().all(|s| s.samples.iter().all(|x| x.t <= max_t)) {
+        return rejected;
+    }
+    for s in batch.iter_mut() {
+        let before = s.samples.len();
+        let first = s.samples.iter().find(|x| x.t > max_t).map(|x| x.t);
+        if let Some(first_t) = first {
+            s.samples.retain(|x| x.t <= max_t);
+            rejected.push(crate::Rejection {
+                labels: s.labels.clone(),
+                reason: crate::RejectReason::TooFarInFuture,
+                count: (before - s.samples.len()) as u64,
+                first_t,
+            });
+        }
+    }
+    batch.retain(|s| !s.samples.is_empty());
+    rejected
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn future_samples_are_taken_out_and_reported() {
+        let series = |name: &str, ts: &[i64]| crate::SeriesSamples {
+            labels: pharos_model::Labels::from_pairs(&[("__name__", name)]),
+            samples: ts.iter().map(|t| Sample::new(*t, 1.0)).collect(),
+        };
+        let mut batch = vec![series("a", &[1, 2]), series("b", &[3, 1 << 62, 4]), series("c", &[1 << 62])];
+        let rejected = reject_future(&mut batch, 100);
+        assert_eq!(batch, vec![series("a", &[1, 2]), series("b", &[3, 4])]);
+        let got: Vec<_> = rejected.iter().map(|r| (r.labels.metric_name(), r.count, r.first_t)).collect();
+        assert_eq!(got, vec![(Some("b"), 1, 1 << 62), (Some("c"), 1, 1 << 62)]);
+        assert!(rejected.iter().all(|r| r.reason == crate::RejectReason::TooFarInFuture));
+        let mut fine = vec![series("a", &[100])];
+        assert!(reject_future(&mut fine, 100).is_empty());
+        assert_eq!(fine.len(), 1);
+    }
 
     #[test]
     fn verdicts() {

@@ -29,7 +29,7 @@ mod error;
 mod mem;
 mod meta;
 
-pub use check::{Verdict, admit, classify, reject_all};
+pub use check::{Verdict, admit, classify, reject_all, reject_future};
 pub use error::Error;
 pub use mem::MemStorage;
 pub use meta::MetaQuery;
@@ -58,16 +58,21 @@ pub enum RejectReason {
     SeriesLimit,
     /// Older than the retention period.
     TooOld,
+    /// Newer than the wall clock allows (its grace period, see
+    /// [`reject_future`]): one such sample would make every real one after
+    /// it out of order.
+    TooFarInFuture,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::OutOfOrder,
         RejectReason::DuplicateTimestamp,
         RejectReason::InvalidLabels,
         RejectReason::LabelTooLong,
         RejectReason::SeriesLimit,
         RejectReason::TooOld,
+        RejectReason::TooFarInFuture,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -83,6 +88,7 @@ impl RejectReason {
             RejectReason::LabelTooLong => "label_too_long",
             RejectReason::SeriesLimit => "series_limit",
             RejectReason::TooOld => "too_old",
+            RejectReason::TooFarInFuture => "too_far_in_future",
         }
     }
 
@@ -95,6 +101,7 @@ impl RejectReason {
             RejectReason::LabelTooLong => "label name or value too long",
             RejectReason::SeriesLimit => "per-tenant limit of active series reached",
             RejectReason::TooOld => "sample is older than the retention period",
+            RejectReason::TooFarInFuture => "sample timestamp is too far in the future",
         }
     }
 }
