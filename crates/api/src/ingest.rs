@@ -260,7 +260,12 @@ pub fn decode(body: &[u8], limits: &IngestLimits, mut reservation: Reservation) 
     let req = WriteRequest::decode(raw.as_slice())
         .map_err(|e| Refusal::BadRequest(format!("protobuf decode of the remote_write body failed: {e}")))?;
     drop(raw);
-    let mut out = Decoded { series: Vec::with_capacity(req.timeseries.len()), refused: Vec::new(), refused_samples: 0, reservation };
+    let mut out = Decoded {
+        series: Vec::with_capacity(req.timeseries.len()),
+        refused: Vec::new(),
+        refused_samples: 0,
+        reservation,
+    };
     let mut histograms = counts.histograms.into_iter().peekable();
     for (i, ts) in req.timeseries.into_iter().enumerate() {
         if let Some((_, n)) = histograms.next_if(|(at, _)| *at == i) {
@@ -335,9 +340,9 @@ mod tests {
     #[test]
     fn a_declared_length_over_the_limit_is_refused_before_decompressing() {
         // A snappy block is its decoded length as a varint, then the data:
-        // this one declares 4 GiB and carries nothing.
+        // this one declares 1 GiB and carries nothing.
         let mut lie = Vec::new();
-        let mut n: u64 = 4 << 30;
+        let mut n: u64 = 1 << 30;
         while n >= 0x80 {
             lie.push((n as u8) | 0x80);
             n >>= 7;
@@ -347,7 +352,10 @@ mod tests {
         let budget = DecodeBudget::new(limits.decode_budget_bytes);
         match decode(&lie, &limits, budget.reservation()) {
             Err(Refusal::BadRequest(m)) => {
-                assert!(m.contains("decodes to 4294967296 bytes") && m.contains("--remote-write-max-decoded-bytes"), "{m}")
+                assert!(
+                    m.contains("decodes to 1073741824 bytes") && m.contains("--remote-write-max-decoded-bytes"),
+                    "{m}"
+                )
             }
             _ => panic!("not refused"),
         }

@@ -44,10 +44,8 @@ fn refused(r: Refusal) -> Response {
 /// from the decode budget (by its declared `Content-Length`, or the limit).
 async fn read_body(st: &WriteState, headers: &HeaderMap, body: Body) -> Result<(Bytes, Reservation), Response> {
     let max = st.limits.max_body_bytes();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     let too_big = || {
         plain(
             StatusCode::BAD_REQUEST,
@@ -65,7 +63,9 @@ async fn read_body(st: &WriteState, headers: &HeaderMap, body: Body) -> Result<(
     match axum::body::to_bytes(body, max).await {
         Ok(b) => Ok((b, reservation)),
         Err(e) if crate::serve::is_body_timeout(&e) => Err(plain(StatusCode::REQUEST_TIMEOUT, e.to_string())),
-        Err(e) => Err(plain(StatusCode::BAD_REQUEST, format!("cannot read the remote_write body (at most {max} bytes): {e}"))),
+        Err(e) => {
+            Err(plain(StatusCode::BAD_REQUEST, format!("cannot read the remote_write body (at most {max} bytes): {e}")))
+        }
     }
 }
 
