@@ -125,7 +125,7 @@ fn parse_retention(s: &str) -> Result<i64, String> {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Start a cluster in the foreground until SIGINT/SIGTERM.
-    Up(ClusterUpArgs),
+    Up(Box<ClusterUpArgs>),
     /// Stop the cluster started in DIR.
     Down {
         #[arg(long)]
@@ -283,7 +283,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Up(a) => roles::up(a).await,
-            Command::Cluster(ClusterCommand::Up(a)) => supervisor::up(a).await,
+            Command::Cluster(ClusterCommand::Up(a)) => supervisor::up(*a).await,
             Command::Cluster(ClusterCommand::Down { dir }) => supervisor::down(&dir).await,
             Command::Ingester(a) => roles::ingester(a).await,
             Command::Querier(a) => roles::querier(a).await,

@@ -2,6 +2,8 @@
 //! in-process listener: each is refused or bounded, and other clients are
 //! still answered.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
