@@ -1,6 +1,7 @@
 //! `pharos`: the one binary. It parses the command line and wires the
 //! crates into a role; it decides nothing itself.
 
+mod limits;
 mod reload;
 mod replication;
 mod roles;
@@ -36,7 +37,7 @@ enum Command {
     /// PromQL over every shard, serving the Prometheus query API.
     Querier(QuerierArgs),
     /// The public endpoint: remote_write in, the query API out.
-    Gateway(RoleArgs),
+    Gateway(GatewayArgs),
     /// Scrapes the targets this scraper owns and writes to the shards.
     Scraper(ScraperArgs),
     /// Administration of a running cluster.
@@ -91,6 +92,10 @@ pub struct UpArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub http: limits::HttpArgs,
+    #[command(flatten)]
+    pub ingest: limits::IngestArgs,
 }
 
 /// Flags of the TSDB.
@@ -120,7 +125,7 @@ fn parse_retention(s: &str) -> Result<i64, String> {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Start a cluster in the foreground until SIGINT/SIGTERM.
-    Up(ClusterUpArgs),
+    Up(Box<ClusterUpArgs>),
     /// Stop the cluster started in DIR.
     Down {
         #[arg(long)]
@@ -155,6 +160,10 @@ pub struct ClusterUpArgs {
     pub raft: replication::RaftArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub http: limits::HttpArgs,
+    #[command(flatten)]
+    pub ingest: limits::IngestArgs,
     /// A JSON file `{replica id: {peer id: address}}`: where each replica
     /// sends its raft RPCs for a peer instead of the peer's gRPC address
     /// (the topology's `raft_routes`), e.g. through a fault-injecting proxy.
@@ -172,6 +181,16 @@ pub struct RoleArgs {
     /// Exit when this process (the supervisor) is gone.
     #[arg(long)]
     pub parent_pid: Option<u32>,
+    #[command(flatten)]
+    pub http: limits::HttpArgs,
+}
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+    #[command(flatten)]
+    pub ingest: limits::IngestArgs,
 }
 
 #[derive(Args)]
@@ -253,6 +272,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    limits::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -263,7 +283,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Up(a) => roles::up(a).await,
-            Command::Cluster(ClusterCommand::Up(a)) => supervisor::up(a).await,
+            Command::Cluster(ClusterCommand::Up(a)) => supervisor::up(*a).await,
             Command::Cluster(ClusterCommand::Down { dir }) => supervisor::down(&dir).await,
             Command::Ingester(a) => roles::ingester(a).await,
             Command::Querier(a) => roles::querier(a).await,

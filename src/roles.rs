@@ -13,7 +13,7 @@ use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
 
 use crate::reload::Reloader;
-use crate::{IngesterArgs, QuerierArgs, RoleArgs, ScraperArgs, StorageArgs, UpArgs};
+use crate::{GatewayArgs, IngesterArgs, QuerierArgs, ScraperArgs, StorageArgs, UpArgs};
 
 /// How often heads are written to disk so the write-ahead log stays short.
 const FLUSH_EVERY: Duration = Duration::from_secs(600);
@@ -135,7 +135,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     register_scrape_metrics(&metrics, &scraper);
     let reloader = Reloader::new(a.config.clone(), scraper.clone(), &metrics);
     reloader.reload_on_sighup();
-    let router = pharos_api::write_routes(cluster.clone(), metrics.clone())
+    let router = pharos_api::write_routes(cluster.clone(), metrics.clone(), a.ingest.limits())
         .merge(pharos_api::reload_routes(reloader.handle()))
         .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
         .merge(pharos_api::status_routes(Arc::new(status)))
@@ -143,7 +143,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .merge(pharos_api::common_routes(metrics.clone()));
     spawn_maintenance(tsdb.clone());
     tracing::info!(listen = %a.listen, data_dir = %a.data_dir.display(), "pharos up: every role in one process");
-    pharos_api::serve(listener, router, shutdown_signal(None)).await.context("HTTP server")?;
+    pharos_api::serve(listener, router, &a.http.limits(), shutdown_signal(None)).await.context("HTTP server")?;
     scraper.stop();
     flush_on_exit(tsdb).await;
     Ok(())
@@ -183,7 +183,7 @@ pub async fn ingester(a: IngesterArgs) -> anyhow::Result<()> {
     }));
     let router = pharos_api::common_routes(metrics);
     let parent = a.role.parent_pid;
-    pharos_api::serve(http, router, async move {
+    pharos_api::serve(http, router, &a.role.http.limits(), async move {
         shutdown_signal(parent).await;
         let _ = tx.send(true);
     })
@@ -211,11 +211,12 @@ pub async fn querier(q: QuerierArgs) -> anyhow::Result<()> {
     let router = pharos_api::query_routes(query_state(cluster, metrics.clone()))
         .merge(pharos_api::status_routes(pharos_cluster::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
-    pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
+    pharos_api::serve(http, router, &a.http.limits(), shutdown_signal(a.parent_pid)).await?;
     Ok(())
 }
 
-pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
+pub async fn gateway(g: GatewayArgs) -> anyhow::Result<()> {
+    let a = g.role;
     let topo = Topology::load(&a.topology)?;
     anyhow::ensure!(topo.gateway.id == a.id, "gateway {:?} is not in the topology", a.id);
     let http = bind(&topo.gateway.http).await?;
@@ -224,12 +225,12 @@ pub async fn gateway(a: RoleArgs) -> anyhow::Result<()> {
     let cluster = Arc::new(topo.cluster(ReadReplica::Leader)?);
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
     let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
-    let router = pharos_api::write_routes(cluster, metrics.clone())
+    let router = pharos_api::write_routes(cluster, metrics.clone(), g.ingest.limits())
         .merge(pharos_api::proxy_routes(queriers))
         .merge(pharos_api::targets_routes(pharos_api::TargetsSource::remote(scrapers)))
         .merge(pharos_api::status_routes(pharos_cluster::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));
-    pharos_api::serve(http, router, shutdown_signal(a.parent_pid)).await?;
+    pharos_api::serve(http, router, &a.http.limits(), shutdown_signal(a.parent_pid)).await?;
     Ok(())
 }
 
@@ -264,7 +265,7 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
         .merge(pharos_api::common_routes(metrics));
     let leaving = scraper.clone();
     let parent = a.role.parent_pid;
-    pharos_api::serve(http, router, async move {
+    pharos_api::serve(http, router, &a.role.http.limits(), async move {
         shutdown_signal(parent).await;
         // Hand the targets over before going: peers see the 503 on their
         // next check and start scraping while this one still does.

@@ -120,7 +120,7 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the pharos executable")?;
     let me = std::process::id().to_string();
     let common = |role: &str, id: &str| -> Vec<String> {
-        vec![
+        let mut args = vec![
             role.into(),
             "--id".into(),
             id.into(),
@@ -128,7 +128,9 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
             topo_path.display().to_string(),
             "--parent-pid".into(),
             me.clone(),
-        ]
+        ];
+        args.extend(a.http.to_args());
+        args
     };
     let mut procs: Vec<Proc> = Vec::new();
     let mut plan_procs: Vec<(&'static str, Endpoint, Option<u32>, Vec<String>)> = Vec::new();
@@ -158,7 +160,9 @@ pub async fn up(a: ClusterUpArgs) -> anyhow::Result<()> {
         args.extend(["--read-replica".into(), a.read.read_replica.to_string()]);
         plan_procs.push(("querier", q.clone(), None, args));
     }
-    plan_procs.push(("gateway", topo.gateway.clone(), None, common("gateway", &topo.gateway.id)));
+    let mut gateway = common("gateway", &topo.gateway.id);
+    gateway.extend(a.ingest.to_args());
+    plan_procs.push(("gateway", topo.gateway.clone(), None, gateway));
     let result = run(&a, &exe, &topo, plan_procs, &mut procs).await;
     stop_all(&mut procs).await;
     let _ = std::fs::remove_file(dir.join("cluster.json"));

@@ -9,18 +9,23 @@
 //! (`POST /-/reload`) where a configuration file is read. `pharos up` merges them
 //! all over in-process shards.
 //!
+//! Every listener is served by [`serve`] within [`HttpLimits`];
+//! remote_write bodies are decoded within [`IngestLimits`].
+//!
 //! Every error leaves as Prometheus's JSON error shape with its `errorType`
 //! and status code. This crate decides nothing about storage or PromQL; it
 //! translates HTTP to calls on [`pharos_cluster::Cluster`] and
 //! [`pharos_promql::Engine`].
 
 mod error;
+pub mod ingest;
 mod json;
 pub mod metrics;
 mod params;
 mod proxy;
 mod query;
 mod selector;
+mod serve;
 mod targets;
 mod write;
 
@@ -30,10 +35,12 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use ingest::IngestLimits;
 pub use metrics::Metrics;
 pub use params::{now_ms, parse_duration_ms, parse_time_ms};
 pub use query::QueryState;
 pub use selector::parse_selector;
+pub use serve::{HttpLimits, serve};
 pub use targets::TargetsSource;
 
 /// Header naming the tenant, as Cortex and Mimir use it.
@@ -62,9 +69,11 @@ pub fn common_routes(metrics: Arc<Metrics>) -> Router {
         .fallback(|uri: axum::http::Uri| async move { ApiError::not_found(format!("unknown endpoint {}", uri.path())) })
 }
 
-/// `POST /api/v1/write` (remote_write 1.0) and `POST /api/v1/admin/flush`.
-pub fn write_routes(cluster: Arc<pharos_cluster::Cluster>, metrics: Arc<Metrics>) -> Router {
-    let state = write::WriteState { cluster, metrics };
+/// `POST /api/v1/write` (remote_write 1.0, decoded within `limits`) and
+/// `POST /api/v1/admin/flush`.
+pub fn write_routes(cluster: Arc<pharos_cluster::Cluster>, metrics: Arc<Metrics>, limits: IngestLimits) -> Router {
+    let budget = ingest::DecodeBudget::new(limits.decode_budget_bytes);
+    let state = write::WriteState { cluster, metrics, limits, budget };
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/admin/flush", post(write::flush))
@@ -143,18 +152,4 @@ pub fn status_routes(cluster_status: Arc<dyn Fn() -> serde_json::Value + Send + 
             }),
         )
         .route("/api/v1/status/cluster", get(move || async move { json::success(cluster_status()) }))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Nagle's algorithm off: answers leave at once, not after the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -44,7 +44,10 @@ async fn labels_and_series_honour_the_time_range_and_the_limit() {
     let state = QueryState { cluster, engine: Arc::new(Engine::default()), metrics: Metrics::new() };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(pharos_api::serve(listener, pharos_api::query_routes(state), std::future::pending()));
+    tokio::spawn(async move {
+        let limits = pharos_api::HttpLimits::default();
+        pharos_api::serve(listener, pharos_api::query_routes(state), &limits, std::future::pending()).await
+    });
     let get = async |path: &str| -> J {
         let resp = reqwest::get(format!("{base}{path}")).await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
