@@ -1,113 +1,22 @@
-//! Configuration reload of a scraping process (`pharos up`, `pharos
-//! scraper`), on SIGHUP and `POST /-/reload`, as Prometheus: the file is
-//! read and validated again; a bad file is rejected with an error naming
-//! the field and the running configuration stays; a good one is handed to
-//! the [`Scraper`], which applies the difference. The outcome is exposed as
-//! `pharos_config_last_reload_successful` and
-//! `pharos_config_last_reload_success_timestamp_seconds`.
+//! Wiring of configuration reload (`pharos_scrape::Reloader`) into a
+//! scraping process: its metrics on `/metrics`, SIGHUP, and the handler
+//! behind `POST /-/reload`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use pharos_api::Metrics;
-use pharos_scrape::{Config, Scraper};
+use pharos_scrape::{Reloader, Scraper};
 
-/// Reloads one scraper's configuration from its file.
-pub struct Reloader {
-    /// `None`: the built-in self-scrape configuration, nothing to re-read.
-    path: Option<PathBuf>,
-    scraper: Arc<Scraper>,
-    /// One reload at a time, so two requests apply in order.
-    busy: tokio::sync::Mutex<()>,
-    last_ok: AtomicBool,
-    last_success_ms: AtomicI64,
-}
-
-impl Reloader {
-    /// A reloader whose current configuration was loaded (successfully) now.
-    pub fn new(path: Option<PathBuf>, scraper: Arc<Scraper>, metrics: &Metrics) -> Arc<Self> {
-        let r = Arc::new(Reloader {
-            path,
-            scraper,
-            busy: tokio::sync::Mutex::new(()),
-            last_ok: AtomicBool::new(true),
-            last_success_ms: AtomicI64::new(pharos_api::now_ms()),
-        });
-        let m = r.clone();
-        metrics.register(move |e| {
-            e.gauge(
-                "pharos_config_last_reload_successful",
-                "Whether the last configuration reload attempt was successful.",
-                if m.last_ok.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
-            );
-            e.gauge(
-                "pharos_config_last_reload_success_timestamp_seconds",
-                "Timestamp of the last successful configuration reload.",
-                m.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-            );
-        });
-        r
-    }
-
-    /// Reads, validates and applies the file; the error keeps the old configuration.
-    pub async fn reload(&self) -> Result<(), String> {
-        let _one = self.busy.lock().await;
-        let Some(path) = self.path.clone() else {
-            self.record(true);
-            return Ok(());
-        };
-        let loaded = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("reload task failed: {e}")),
-        };
-        match loaded {
-            Ok(config) => {
-                self.scraper.reload(&config);
-                self.record(true);
-                tracing::info!(jobs = config.scrape_configs.len(), "configuration reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                self.record(false);
-                tracing::error!(error = %e, "configuration reload failed; the previous configuration keeps running");
-                Err(e)
-            }
-        }
-    }
-
-    fn record(&self, ok: bool) {
-        self.last_ok.store(ok, Ordering::Relaxed);
-        if ok {
-            self.last_success_ms.store(pharos_api::now_ms(), Ordering::Relaxed);
-        }
-    }
-
-    /// The reload behind `POST /-/reload` ([`pharos_api::reload_routes`]).
-    pub fn handle(self: &Arc<Self>) -> pharos_api::Reload {
-        let me = self.clone();
-        Arc::new(move || {
-            let me = me.clone();
-            Box::pin(async move { me.reload().await })
-        })
-    }
-
-    /// Reloads on every SIGHUP, for as long as the process runs.
-    pub fn reload_on_sighup(self: &Arc<Self>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload only");
-                    return;
-                }
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the configuration");
-                // The outcome is logged and on the gauge.
-                let _ = me.reload().await;
-            }
-        });
-    }
+/// A reloader for `scraper` whose outcome `metrics` shows, reloading on
+/// SIGHUP; returns it with the handler for `POST /-/reload`.
+pub fn start(path: Option<PathBuf>, scraper: Arc<Scraper>, metrics: &Metrics) -> pharos_api::Reload {
+    let reloader = Reloader::new(path, scraper);
+    let m = reloader.clone();
+    metrics.register(move |e| m.write_metrics(e));
+    reloader.reload_on_sighup();
+    Arc::new(move || {
+        let me = reloader.clone();
+        Box::pin(async move { me.reload().await })
+    })
 }

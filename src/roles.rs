@@ -12,7 +12,6 @@ use pharos_scrape::{Config, Scraper};
 use pharos_tsdb::{RocksOptions, RocksStorage};
 use tokio::net::TcpListener;
 
-use crate::reload::Reloader;
 use crate::{GatewayArgs, IngesterArgs, QuerierArgs, ScraperArgs, StorageArgs, UpArgs};
 
 /// How often heads are written to disk so the write-ahead log stays short.
@@ -133,10 +132,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let status = move || topo.status();
     let scraper = Arc::new(Scraper::start(&config, &[], "scraper-0", cluster.clone()));
     register_scrape_metrics(&metrics, &scraper);
-    let reloader = Reloader::new(a.config.clone(), scraper.clone(), &metrics);
-    reloader.reload_on_sighup();
+    let reload = crate::reload::start(a.config.clone(), scraper.clone(), &metrics);
     let router = pharos_api::write_routes(cluster.clone(), metrics.clone(), a.ingest.limits())
-        .merge(pharos_api::reload_routes(reloader.handle()))
+        .merge(pharos_api::reload_routes(reload))
         .merge(pharos_api::query_routes(query_state(cluster.clone(), metrics.clone())))
         .merge(pharos_api::status_routes(Arc::new(status)))
         .merge(pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), "scraper-0")))
@@ -258,10 +256,9 @@ pub async fn scraper(a: ScraperArgs) -> anyhow::Result<()> {
     };
     let scraper = Arc::new(Scraper::start_with_members(&config, members, &a.role.id, cluster));
     register_scrape_metrics(&metrics, &scraper);
-    let reloader = Reloader::new(a.config.clone(), scraper.clone(), &metrics);
-    reloader.reload_on_sighup();
+    let reload = crate::reload::start(a.config.clone(), scraper.clone(), &metrics);
     let router = pharos_api::targets_routes(pharos_api::TargetsSource::local(scraper.clone(), &a.role.id))
-        .merge(pharos_api::reload_routes(reloader.handle()))
+        .merge(pharos_api::reload_routes(reload))
         .merge(pharos_api::common_routes(metrics));
     let leaving = scraper.clone();
     let parent = a.role.parent_pid;

@@ -20,6 +20,7 @@ pub mod kubernetes;
 mod md5;
 pub mod membership;
 pub mod relabel;
+mod reload;
 pub mod samples;
 mod scrape_loop;
 pub mod target;
@@ -34,6 +35,7 @@ use pharos_cluster::{Cluster, Ring};
 use tokio::sync::watch;
 
 pub use config::Config;
+pub use reload::Reloader;
 pub use target::Target;
 
 use crate::config::ScrapeConfig;
