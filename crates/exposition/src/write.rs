@@ -43,19 +43,7 @@ impl Exposition {
     }
 }
 
-/// Prometheus's float formatting (Go's `FormatFloat(v, 'f', -1, 64)`), as
-/// the text format and the JSON API write a value.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    }
-}
+pub use pharos_model::format_value;
 
 #[cfg(test)]
 mod tests {

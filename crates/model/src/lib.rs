@@ -59,6 +59,20 @@ impl Series {
     }
 }
 
+/// Prometheus's float formatting (Go's `strconv.FormatFloat(v, 'f', -1, 64)`),
+/// as the text format, the JSON API and PromQL's label values write a value.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
 /// Stable 64-bit hash of a tenant and a label set: the key of the shard ring.
 /// It never changes across versions or processes (xxh3 with seed 0 over a
 /// canonical encoding of the sorted labels).

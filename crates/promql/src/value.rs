@@ -173,18 +173,7 @@ pub(crate) fn go_min(x: f64, y: f64) -> f64 {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub(crate) fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub(crate) use pharos_model::format_value as format_float;
 
 /// Kahan-Babuška summation step, as Prometheus uses for sums and means.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
