@@ -224,7 +224,7 @@ pub async fn gateway(g: GatewayArgs) -> anyhow::Result<()> {
     let queriers = topo.queriers.iter().map(|q| format!("http://{}", q.http)).collect();
     let scrapers = topo.scrapers.iter().map(|s| format!("http://{}", s.http)).collect();
     let router = pharos_api::write_routes(cluster, metrics.clone(), g.ingest.limits())
-        .merge(pharos_api::proxy_routes(queriers))
+        .merge(pharos_api::proxy_routes(queriers).context("gateway query proxy")?)
         .merge(pharos_api::targets_routes(pharos_api::TargetsSource::remote(scrapers)))
         .merge(pharos_api::status_routes(pharos_cluster::status::provider(topo.clone())))
         .merge(pharos_api::common_routes(metrics));

@@ -92,17 +92,18 @@ pub fn query_routes(state: QueryState) -> Router {
         .with_state(state)
 }
 
-/// The Prometheus query API forwarded to one of `queriers` (base URLs).
-pub fn proxy_routes(queriers: Vec<String>) -> Router {
-    let state = proxy::ProxyState::new(queriers);
-    Router::new()
+/// The Prometheus query API forwarded to one of `queriers` (base URLs), with
+/// connect and request timeouts; fails only if no HTTP client can be built.
+pub fn proxy_routes(queriers: Vec<String>) -> Result<Router, reqwest::Error> {
+    let state = proxy::ProxyState::new(queriers)?;
+    Ok(Router::new()
         .route("/api/v1/query", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/query_range", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/format_query", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/series", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/labels", get(proxy::forward).post(proxy::forward))
         .route("/api/v1/label/{name}/values", get(proxy::forward))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// `/api/v1/targets` from this process's scraper or merged from every

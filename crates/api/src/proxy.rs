@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -17,9 +18,16 @@ pub struct ProxyState {
     client: reqwest::Client,
 }
 
+/// How long connecting to a querier may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one forwarded request may take in all: a querier's own query
+/// timeout (2 minutes by default) and some room to send the answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(150);
+
 impl ProxyState {
-    pub fn new(queriers: Vec<String>) -> Self {
-        Self { queriers: Arc::new(queriers), next: Arc::new(AtomicUsize::new(0)), client: reqwest::Client::new() }
+    pub fn new(queriers: Vec<String>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build()?;
+        Ok(Self { queriers: Arc::new(queriers), next: Arc::new(AtomicUsize::new(0)), client })
     }
 }
 
