@@ -12,7 +12,7 @@
 
 use pharos_model::{Matcher, Series};
 use pharos_promql::{
-    Annotation, AnnotationKind, Annotations, Engine, Monotonicity, Partial, PushdownRequest, Queryable, SelectError,
+    Annotation, AnnotationKind, Annotations, Monotonicity, Partial, PushdownRequest, Queryable, SelectError,
 };
 use pharos_proto::pharos::v1 as pb;
 
@@ -35,7 +35,7 @@ impl Queryable for ShardView<'_> {
 /// (storage reads run on the blocking pool, as every [`LocalShard`] call does).
 pub(crate) async fn eval_local(shard: &LocalShard, tenant: &str, req: &PushdownRequest) -> Result<Partial, Error> {
     let view = ShardView { shard, tenant };
-    Engine::default().eval_pushdown(&view, req).await.map_err(|e| match e {
+    shard.engine.eval_pushdown(&view, req).await.map_err(|e| match e {
         pharos_promql::Error::Parse(m) => Error::BadRequest(m),
         other => Error::Internal(other.to_string()),
     })

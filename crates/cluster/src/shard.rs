@@ -54,11 +54,14 @@ pub trait Shard: Send + Sync {
 #[derive(Clone)]
 pub struct LocalShard {
     storage: Arc<dyn Storage>,
+    /// Evaluates pushed-down expressions; one per shard, so every request
+    /// to it shares the engine's concurrency limit.
+    pub(crate) engine: pharos_promql::Engine,
 }
 
 impl LocalShard {
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage }
+        Self { storage, engine: pharos_promql::Engine::default() }
     }
 
     async fn blocking<T: Send + 'static>(
