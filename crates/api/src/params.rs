@@ -103,9 +103,7 @@ pub fn time_param(params: &[(String, String)], name: &str, default: i64) -> Resu
 
 pub use pharos_model::parse_duration_ms;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use pharos_model::now_ms;
 
 #[cfg(test)]
 mod tests {

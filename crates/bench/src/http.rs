@@ -42,10 +42,7 @@ pub fn error_kind(e: &reqwest::Error) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use pharos_model::now_ms;
 
 /// `base` without a trailing slash.
 pub fn trim_base(base: &str) -> String {

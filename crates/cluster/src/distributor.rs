@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use pharos_model::{Labels, Matcher, Series, merge_series, series_hash};
+use pharos_model::{Labels, Matcher, Series, merge_series, now_ms, series_hash};
 use pharos_storage::{AppendResult, MetaQuery, SeriesSamples, reject_future};
 
 use crate::{Error, Ring, Shard};
@@ -129,9 +129,4 @@ fn union<T: Ord>(answers: Vec<Result<Vec<T>, Error>>, q: &MetaQuery) -> Result<V
         all.extend(r?);
     }
     Ok(q.truncate(all.into_iter().collect()))
-}
-
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

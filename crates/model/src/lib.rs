@@ -59,6 +59,11 @@ impl Series {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Prometheus's float formatting (Go's `strconv.FormatFloat(v, 'f', -1, 64)`),
 /// as the text format, the JSON API and PromQL's label values write a value.
 pub fn format_value(v: f64) -> String {

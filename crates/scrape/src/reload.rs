@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use pharos_model::now_ms;
+
 use crate::{Config, Scraper};
 
 /// Reloads one scraper's configuration from its file.
@@ -100,9 +102,4 @@ impl Reloader {
             }
         });
     }
-}
-
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::delivery::Delivery;
 use pharos_exposition::Format;
-use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, stale_nan};
+use pharos_model::{DEFAULT_TENANT, Labels, METRIC_NAME, Sample, now_ms, stale_nan};
 use pharos_storage::SeriesSamples;
 use tokio::sync::watch;
 
@@ -25,10 +25,6 @@ const REPORT_SERIES: [&str; 5] = [
     "scrape_samples_post_metric_relabeling",
     "scrape_series_added",
 ];
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 fn report_labels(t: &Target, name: &str) -> Labels {
     let mut labels = t.labels.clone();

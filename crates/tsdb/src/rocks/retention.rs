@@ -47,7 +47,4 @@ impl RocksStorage {
     }
 }
 
-/// The wall clock in milliseconds since the epoch.
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub(super) use pharos_model::now_ms;
